@@ -1,0 +1,5 @@
+import sys
+
+from gear_trt.cli.main import main
+
+sys.exit(main())

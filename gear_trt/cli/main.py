@@ -1,0 +1,67 @@
+"""`gear-trt <command>`: dispatch to the command module, turning user errors into one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from gear_trt import __version__
+from gear_trt.errors import GearError
+
+# name -> (module, one-line description). The single table behind --help and dispatch.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "grow": ("gear_trt.cli.grow", "run a GEARnn pipeline (backbone -> One-Shot Growth -> ERA) or a baseline"),
+    "train": ("gear_trt.cli.train", "train a fixed-size model (the baselines use this)"),
+    "inspect": ("gear_trt.cli.inspect", "show a checkpoint's or run's spec, widths, parameters and metrics"),
+    "eval": ("gear_trt.cli.eval", "clean and corruption accuracy of a checkpoint, ONNX file or engine"),
+    "export": ("gear_trt.cli.export", "export checkpoints to ONNX (fp32, fp16, int8 Q/DQ)"),
+    "build-engine": ("gear_trt.cli.build_engine", "build TensorRT engines (or onnxruntime equivalents on CPU)"),
+    "bench": ("gear_trt.cli.bench", "latency, throughput, size (and energy) of models and engines"),
+    "report": ("gear_trt.cli.report", "HTML/Markdown report of a run: stages, plots, deployment table"),
+}
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    for tok in argv:
+        if not tok.startswith("-"):
+            return tok if tok in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gear-trt",
+        description="Grow, train and robustify small CNNs on an edge GPU, and deploy them through ONNX and TensorRT.",
+    )
+    parser.add_argument("--version", action="version", version=f"gear-trt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    chosen = _command_in(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # only the command being run pays for importing its module
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except GearError as exc:
+        print(f"gear-trt {args.command}: error: {exc.message}" + (f" -- fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gear-trt {args.command}: interrupted; finished stages and checkpoints are kept (re-run with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
