@@ -1,0 +1,204 @@
+"""One-Shot Growth: exact insertion, exact surgery, budgets never exceeded, non-uniform selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+from gear_trt.errors import BudgetError, ConfigError
+from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
+from gear_trt.grow.budget import growth_ratio_budget
+from gear_trt.grow.candidates import GrowthCandidates, default_new_counts
+from gear_trt.grow.osg import max_reachable, select
+from gear_trt.models import REGISTRY, build_model, count_params, scaled_spec
+
+FAMILIES = list(REGISTRY)
+
+
+def _randomised(spec):
+    """A model whose BatchNorm layers are not the identity, so copying statistics matters."""
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_inserting_candidates_keeps_the_function(family):
+    spec = scaled_spec(family, 0.08)
+    model = _randomised(spec)
+    cands = GrowthCandidates(model, spec, default_new_counts(spec, 0.5), torch.Generator().manual_seed(1))
+    s, t = cands.zero_gates(0.0)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+        out = functional_call(cands.expanded_model(), cands.expanded_state(s, t), (x,))
+    assert ref.abs().max() > 1e-3  # a non-trivial function
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    # ...while open gates do change it: the candidates are live
+    s1, t1 = cands.zero_gates(1.0)
+    with torch.no_grad():
+        moved = functional_call(cands.expanded_model(), cands.expanded_state(s1, t1), (x,))
+    assert (moved - ref).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_grown_model_equals_expanded_model_with_kept_gates_open(family):
+    """The surgery (split -> theta +/- delta, consumers halved; new -> trained weights) is exact."""
+    spec = scaled_spec(family, 0.08)
+    model = _randomised(spec)
+    cands = GrowthCandidates(model, spec, default_new_counts(spec, 0.5), torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(3)
+    keep_s = [torch.rand(w, generator=gen) < 0.4 for w in spec.widths]
+    keep_n = [torch.rand(k, generator=gen) < 0.4 for k in cands.new_counts]
+    grown_spec, state = cands.grown(keep_s, keep_n)
+    assert list(grown_spec.widths) == [w + int(a.sum()) + int(b.sum()) for w, a, b in zip(spec.widths, keep_s, keep_n)]
+    grown = build_model(grown_spec).eval()
+    grown.load_state_dict(state)  # strict: every tensor has the grown shape
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expect = functional_call(cands.expanded_model(), cands.expanded_state([k.float() for k in keep_s], [k.float() for k in keep_n]), (x,))
+        torch.testing.assert_close(grown(x), expect, rtol=1e-4, atol=1e-5)
+
+
+def test_split_halves_the_consumer_weights_and_copies_bn():
+    spec = scaled_spec("vgg19", 0.05)
+    model = _randomised(spec)
+    cands = GrowthCandidates(model, spec, [1] * len(spec.widths), torch.Generator().manual_seed(0))
+    keep_s = [torch.zeros(w, dtype=torch.bool) for w in spec.widths]
+    keep_s[0][0] = True  # split neuron 0 of conv1 only
+    grown_spec, state = cands.grown(keep_s, [torch.zeros(k, dtype=torch.bool) for k in cands.new_counts])
+    base = model.state_dict()
+    d = cands.cand["features_0__delta"].detach()
+    torch.testing.assert_close(state["features.0.weight"][0], base["features.0.weight"][0] + d[0])
+    torch.testing.assert_close(state["features.0.weight"][-1], base["features.0.weight"][0] - d[0])
+    torch.testing.assert_close(state["features.3.weight"][:, 0], base["features.3.weight"][:, 0] / 2)
+    torch.testing.assert_close(state["features.3.weight"][:, -1], base["features.3.weight"][:, 0] / 2)
+    for p in ("weight", "bias", "running_mean", "running_var"):
+        assert state[f"features.1.{p}"][-1] == base[f"features.1.{p}"][0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("budget_text", ["params", "bytes@int8", "bytes@fp16", "train", "neurons"])
+def test_budget_is_never_exceeded(family, budget_text):
+    spec = scaled_spec(family, 0.1)
+    rng = np.random.default_rng(0)
+    counts = default_new_counts(spec, 0.5)
+    kind, _, prec = budget_text.partition("@")
+    for frac in (0.1, 0.5, 0.9):
+        probe = Budget(kind, 0, precision=prec or "fp32")
+        lo, hi = probe.cost(spec), probe.cost(max_reachable(spec, counts))
+        budget = Budget(kind, lo + frac * (hi - lo), precision=prec or "fp32")
+        split = [rng.normal(size=w) for w in spec.widths]
+        new = [rng.normal(size=k) for k in counts]
+        ks, kn, cost = select(spec, budget, split, new)
+        grown = spec.with_widths([w + a.sum() + b.sum() for w, a, b in zip(spec.widths, ks, kn)])
+        assert budget.cost(grown) == cost <= budget.limit
+        assert cost > lo  # it did grow
+        # greedy filled the budget: no single remaining candidate still fits the smallest step
+        assert budget.limit - cost < max(budget.cost(grown.with_widths([w + (i == g) for i, w in enumerate(grown.widths)])) - cost for g in range(len(spec.widths)))
+
+
+def test_param_budget_cost_is_the_real_parameter_count():
+    spec = scaled_spec("resnet18", 0.1)
+    assert Budget("params", 0).cost(spec) == count_params(spec) == sum(p.numel() for p in build_model(spec).parameters())
+
+
+def test_deployed_bytes_fold_batchnorm_and_scale_with_precision():
+    spec = scaled_spec("vgg19", 0.05)
+    model = build_model(spec)
+    weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    channels = sum(m.weight.shape[0] for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert Budget("bytes", 0, precision="fp32").cost(spec) == 4 * weights + 4 * channels
+    assert Budget("bytes", 0, precision="fp16").cost(spec) == 2 * weights + 2 * channels
+    assert Budget("bytes", 0, precision="int8").cost(spec) == weights + 8 * channels
+
+
+def test_selection_is_non_uniform_when_scores_are():
+    spec = scaled_spec("vgg19", 0.1)
+    counts = default_new_counts(spec, 0.5)
+    split = [np.full(w, 1.0 if g < 4 else -1.0) for g, w in enumerate(spec.widths)]
+    new = [np.full(k, -2.0) for k in counts]
+    budget = growth_ratio_budget(spec, 0.2)
+    ks, kn, _ = select(spec, budget, split, new)
+    added = [int(a.sum() + b.sum()) for a, b in zip(ks, kn)]
+    assert sum(added) == round(0.2 * sum(spec.widths))
+    assert all(a == spec.widths[g] for g, a in enumerate(added[:4]))  # the high scorers were all split first
+    assert sum(added[4:]) == sum(added) - sum(spec.widths[:4])
+
+
+@pytest.mark.parametrize(
+    "text,kind,limit,extra",
+    [
+        ("250k", "params", 250_000, {}),
+        ("1.2M", "params", 1_200_000, {}),
+        ("1.5MB@int8", "bytes", 1_500_000, {"precision": "int8"}),
+        ("800KiB@fp16", "bytes", 800 * 1024, {"precision": "fp16"}),
+        ("300MB@train", "train", 300e6, {"batch": 128}),
+        ("1GB@train:256", "train", 1e9, {"batch": 256}),
+    ],
+)
+def test_parse_budget(text, kind, limit, extra):
+    b = parse_budget(text)
+    assert (b.kind, b.limit) == (kind, limit)
+    for k, v in extra.items():
+        assert getattr(b, k) == v
+
+
+@pytest.mark.parametrize("text,fragment", [("lots", "cannot read"), ("3MB", "no precision"), ("3MB@int4", "unknown precision"), ("3XB@int8", "unknown size unit")])
+def test_parse_budget_errors_say_what_to_write(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_budget(text)
+
+
+def _toy_batches(spec, n=6, batch=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    data = [(torch.randn(batch, 3, 32, 32, generator=gen), torch.randint(0, spec.num_classes, (batch,), generator=gen)) for _ in range(n)]
+    return lambda: iter(data)
+
+
+def test_budget_below_backbone_or_beyond_one_shot_is_explained():
+    spec = scaled_spec("mobilenet_v1", 0.05)
+    model = build_model(spec)
+    with pytest.raises(BudgetError, match="below the backbone"):
+        grow(model, spec, _toy_batches(spec), Budget("params", count_params(spec) - 1))
+    with pytest.raises(BudgetError, match="one shot can reach"):
+        grow(model, spec, _toy_batches(spec), Budget("params", 100 * count_params(spec)))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_grow_end_to_end_fits_budget_and_loads(family):
+    spec = scaled_spec(family, 0.06)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    budget = Budget("params", 1.6 * count_params(spec))
+    res = grow(model, spec, _toy_batches(spec), budget, GrowthConfig(score_batches=2))
+    assert count_params(res.spec) <= budget.limit
+    assert count_params(res.spec) > count_params(spec)
+    assert res.widths_after == list(res.spec.widths)
+    grown = build_model(res.spec)
+    grown.load_state_dict(res.state_dict)
+    assert grown(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert len(res.candidate_loss) == 6
+    # the frozen backbone is untouched
+    for k, v in build_model(spec).state_dict().items():
+        assert v.shape == model.state_dict()[k].shape
+
+
+def test_grow_is_deterministic_under_a_seed():
+    spec = scaled_spec("vgg19", 0.06)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_model(spec)
+        results.append(grow(model, spec, _toy_batches(spec), growth_ratio_budget(spec, 0.5), GrowthConfig(score_batches=2, seed=4)))
+    assert results[0].widths_after == results[1].widths_after
+    for k in results[0].state_dict:
+        assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])
