@@ -179,7 +179,7 @@ def test_grow_end_to_end_fits_budget_and_loads(family):
     torch.manual_seed(0)
     model = build_model(spec)
     budget = Budget("params", 1.6 * count_params(spec))
-    res = grow(model, spec, _toy_batches(spec), budget, GrowthConfig(score_batches=2))
+    res = grow(model, spec, _toy_batches(spec), budget, GrowthConfig())
     assert count_params(res.spec) <= budget.limit
     assert count_params(res.spec) > count_params(spec)
     assert res.widths_after == list(res.spec.widths)
@@ -198,7 +198,20 @@ def test_grow_is_deterministic_under_a_seed():
     for _ in range(2):
         torch.manual_seed(0)
         model = build_model(spec)
-        results.append(grow(model, spec, _toy_batches(spec), growth_ratio_budget(spec, 0.5), GrowthConfig(score_batches=2, seed=4)))
+        results.append(grow(model, spec, _toy_batches(spec), growth_ratio_budget(spec, 0.5), GrowthConfig(seed=4)))
     assert results[0].widths_after == results[1].widths_after
     for k in results[0].state_dict:
         assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])
+
+
+def test_exact_scores_agree_in_sign_with_the_one_pass_scores():
+    """The free scores (gate gradients at epsilon during training) estimate the ones at gate 0."""
+    spec = scaled_spec("vgg19", 0.08)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    budget = growth_ratio_budget(spec, 0.5)
+    fast = grow(model, spec, _toy_batches(spec, n=4), budget, GrowthConfig(score_fraction=0.25, seed=1))
+    exact = grow(model, spec, _toy_batches(spec, n=4), budget, GrowthConfig(score_fraction=0.25, exact_scores=True, score_batches=1, seed=1))
+    a = np.concatenate([np.array(fast.scores[n]["split"] + fast.scores[n]["new"]) for n in fast.scores])
+    b = np.concatenate([np.array(exact.scores[n]["split"] + exact.scores[n]["new"]) for n in exact.scores])
+    assert np.corrcoef(a, b)[0, 1] > 0.9

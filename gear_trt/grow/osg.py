@@ -5,9 +5,13 @@
 1. Candidates (see candidates.py) around the frozen model; BatchNorm in eval mode so nothing but the
    candidates moves.
 2. One pass over the training data optimising only the candidates (RMSprop, lr 1e-3, as Firefly) with
-   every gate held at a small `train_gate` so each candidate learns to help on its own (first order).
-3. Scores: minus the loss gradient w.r.t. each gate at 0, averaged over `score_batches` batches: the
-   first-order estimate of the loss decrease from opening that candidate.
+   every gate held at a small `train_gate` (Firefly's epsilon) so each candidate learns to help on its
+   own (first order).
+3. Scores: minus the loss gradient w.r.t. each gate, the first-order estimate of the loss decrease from
+   opening that candidate. By default they come free from the same backward passes, averaged over the
+   last `score_fraction` of the pass (at gate epsilon instead of 0: an O(epsilon) difference), so growth
+   costs one pass of the expanded network; `exact_scores=True` adds a pass at gates exactly 0 with the
+   candidates frozen.
 4. Global selection across all groups by score; each candidate is kept if the grown network still fits
    the budget (exact accounting, budget.py), so growth is non-uniform wherever the scores are.
 5. Apply: kept splits and new neurons become a new spec plus transferred weights.
@@ -24,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from gear_trt.errors import BudgetError
+from gear_trt.errors import BudgetError, DataError
 from gear_trt.grow.budget import Budget
 from gear_trt.grow.candidates import GrowthCandidates, default_new_counts
 from gear_trt.models import group_names
@@ -35,8 +39,10 @@ from gear_trt.spec import ModelSpec
 class GrowthConfig:
     new_ratio: float = 0.5  # new-neuron candidates per group = ceil(new_ratio x width)
     lr: float = 1e-3  # RMSprop on the candidates (Firefly)
-    train_gate: float = 0.1  # gate value while candidates train (a small step, as Firefly's epsilon)
-    score_batches: int = 20  # batches averaged for the gate gradients at 0
+    train_gate: float = 0.01  # gate value while candidates train (Firefly's small step epsilon)
+    score_fraction: float = 0.5  # the last part of the pass whose gate gradients are averaged into scores
+    exact_scores: bool = False  # score in a second pass at gates exactly 0 (costs ~one more pass)
+    score_batches: int = 20  # batches for that second pass
     max_batches: Optional[int] = None  # cap on the candidate-training pass (None: one full pass)
     seed: int = 0
 
@@ -114,33 +120,41 @@ def grow(
     def forward(x: Tensor, s: list[Tensor], t: list[Tensor]) -> Tensor:
         return functional_call(expanded, cands.expanded_state(s, t), (x,))
 
-    # 2. candidate training at a small gate
+    # 2. candidate training at a small gate; 3. its gate gradients are the scores
     opt = torch.optim.RMSprop(cands.cand.parameters(), lr=config.lr)
-    s_train, t_train = cands.zero_gates(config.train_gate)
+    s_gate, t_gate = cands.zero_gates(config.train_gate)
+    for g in s_gate + t_gate:
+        g.requires_grad_(True)
     losses: list[float] = []
     batches = list(_take(train_batches(), config.max_batches))
+    if not batches:
+        raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
+    first_scored = min(len(batches) - 1, int(len(batches) * (1 - config.score_fraction)))
     for i, (x, y) in enumerate(batches):
-        loss = loss_fn(forward(x.to(device), s_train, t_train), y.to(device))
+        if i == first_scored:  # gradients accumulate in the gates from here on
+            for g in s_gate + t_gate:
+                g.grad = None
+        loss = loss_fn(forward(x.to(device), s_gate, t_gate), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
         if progress:
             progress("candidates", i + 1, len(batches), losses[-1])
+    scored, gates = len(batches) - first_scored, s_gate + t_gate
 
-    # 3. first-order scores: gate gradients at 0
-    s0, t0_ = cands.zero_gates(0.0)
-    for g in s0 + t0_:
-        g.requires_grad_(True)
-    score_set = batches[-config.score_batches :] if config.score_batches else batches
-    for p in cands.cand.parameters():
-        p.requires_grad_(False)
-    for i, (x, y) in enumerate(score_set):
-        loss_fn(forward(x.to(device), s0, t0_), y.to(device)).backward()
-        if progress:
-            progress("scores", i + 1, len(score_set), 0.0)
-    split_scores = [-(g.grad / len(score_set)).cpu().numpy() for g in s0]
-    new_scores = [-(g.grad / len(score_set)).cpu().numpy() for g in t0_]
+    if config.exact_scores:
+        gates = [torch.zeros_like(g).requires_grad_(True) for g in gates]
+        for p in cands.cand.parameters():
+            p.requires_grad_(False)
+        score_set = batches[-config.score_batches :]
+        for i, (x, y) in enumerate(score_set):
+            loss_fn(forward(x.to(device), gates[: len(s_gate)], gates[len(s_gate) :]), y.to(device)).backward()
+            if progress:
+                progress("scores", i + 1, len(score_set), 0.0)
+        scored = len(score_set)
+    scores = [-(g.grad / scored).cpu().numpy() for g in gates]
+    split_scores, new_scores = scores[: len(s_gate)], scores[len(s_gate) :]
 
     # 4. global selection under the budget
     keep_split, keep_new, cost_after = select(spec, budget, split_scores, new_scores)
@@ -162,7 +176,7 @@ def grow(
         cost_after=cost_after,
         seconds=time.perf_counter() - t0,
         candidate_loss=losses,
-        scores={n: {"split": a.round(8).tolist(), "new": b.round(8).tolist()} for n, a, b in zip(names, split_scores, new_scores)},
+        scores={n: {"split": _sig(a), "new": _sig(b)} for n, a, b in zip(names, split_scores, new_scores)},
     )
 
 
@@ -193,6 +207,11 @@ def select(
         else:
             widths[gi] -= 1
     return keep_split, keep_new, cost
+
+
+def _sig(a: np.ndarray) -> list[float]:
+    """Scores for growth.json at 6 significant digits (they can be tiny: no fixed rounding)."""
+    return [float(f"{v:.6g}") for v in a.tolist()]
 
 
 def _take(it: Iterable[Any], n: Optional[int]) -> Iterable[Any]:

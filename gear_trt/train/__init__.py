@@ -1,0 +1,27 @@
+"""Training: the loop (SGD, schedules, AMP, exact resume), checkpoints and lr schedules.
+
+Names load lazily so `import gear_trt.train.schedule` (pure Python) does not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "loop", "TrainResult": "loop", "train": "loop", "CrossEntropy": "loop",
+    "evaluate_accuracy": "loop", "accuracy_eval": "loop", "resolve_device": "loop", "first_view": "loop",
+    "make_optimizer": "loop",
+    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
+    "checkpoint_spec": "checkpoint", "seed_everything": "checkpoint", "FORMAT": "checkpoint",
+    "lr_factor": "schedule", "SCHEDULES": "schedule",
+    "jsd_loss": "jsd", "era_loss": "jsd", "JSD_WEIGHT": "jsd",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"gear_trt.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'gear_trt.train' has no attribute '{name}'")
