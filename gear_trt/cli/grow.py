@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from gear_trt.errors import GearError
     from gear_trt.pipeline.rundir import RunDir
     from gear_trt.pipeline.stages import GrowOptions, run_pipeline
 
@@ -41,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     opts = GrowOptions(**{k: v for k, v in vars(args).items() if k in fields}).validate()
     run_dir = RunDir.create(args.out, "grow", resume=args.resume)
     print(f"gear-trt grow: {opts.pipeline} on {opts.arch}, data {opts.data}, preset {opts.preset} -> {run_dir.path}", file=sys.stderr)
-    summary = run_pipeline(run_dir, opts, echo=lambda line: print(line, file=sys.stderr))
+    try:
+        summary = run_pipeline(run_dir, opts, echo=lambda line: print(line, file=sys.stderr))
+    except GearError:
+        if not args.resume and not run_dir.manifest.stages:  # a user error before any stage: leave nothing behind
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+        raise
     print(format_table(summary))
     print(f"\nrun directory: {run_dir.path}  (next: gear-trt build-engine {run_dir.path})")
     return 0

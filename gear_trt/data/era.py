@@ -82,6 +82,7 @@ class ERAConfig:
     interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))  # a list from a config file stays hashable
         if self.width < 1:
             raise ConfigError(f"ERA width must be >= 1, got {self.width}", "set width to 1 (ERA) or 3 (AugMix)")
         if self.depth < 1:

@@ -114,6 +114,9 @@ class Context:
         self.summary.setdefault("stages", [])
         self.meter = _energy_meter()
         self.summary["energy_meter"] = self.meter.source if self.meter else "none"
+        if self.meter is not None:
+            run.manifest.data["energy_meter"] = self.meter.info()
+            run.manifest.save()
 
     def loader(self, augmented: bool) -> BatchLoader:
         return BatchLoader(self.train_set, self.opts.batch_size, train=True, device=self.device, seed=self.opts.seed,
@@ -135,6 +138,11 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
     if opts.pipeline in ("gearnn2", "gearnn1"):
         augmented = opts.pipeline == "gearnn1"
         budget = _resolve_budget(opts, spec0)
+        if opts.shots == 1:  # fail now, not after training the backbone
+            _reachable_new_ratio(spec0, budget, opts.new_ratio, lambda line: None)
+        elif budget.limit < budget.cost(spec0):
+            raise BudgetError(f"budget {budget.describe()} is below the backbone itself ({budget.describe(budget.cost(spec0))})",
+                              "give a larger budget or start from a smaller backbone")
         model, spec = _train_stage(ctx, "backbone", build_model(spec0), spec0, ctx.epochs(ctx.preset.backbone_epochs), augmented, "train")
         grown_epochs = ctx.epochs(ctx.preset.grown_epochs) + (ctx.epochs(ctx.preset.robust_epochs) if augmented else 0)
         for shot in range(1, opts.shots + 1):
@@ -148,6 +156,8 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
     else:
         spec = _baseline_spec(opts, spec0)
         _train_stage(ctx, "small", build_model(spec), spec, ctx.epochs(ctx.preset.baseline_epochs), opts.pipeline == "small-aug", "baseline")
+    if ctx.meter is not None:
+        ctx.meter.close()
     ctx.summary["total_seconds"] = sum(s.get("seconds") or 0 for s in ctx.summary["stages"])
     ctx.summary["total_energy_j"] = _sum_or_none(s.get("energy_j") for s in ctx.summary["stages"])
     run.write_summary(ctx.summary)

@@ -1,0 +1,98 @@
+"""The GEARnn pipelines: a checkpoint and a summary entry per stage, and resume after a kill."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gear_trt.cli.main import main
+from gear_trt.models import backbone_spec, count_params
+from gear_trt.pipeline import stages
+from gear_trt.pipeline.rundir import RunDir
+from gear_trt.pipeline.stages import GrowOptions, run_pipeline
+from gear_trt.train.checkpoint import load_model
+
+TINY = dict(train_per_class=12, test_per_class=4, batch_size=30, epochs_scale=0.25, robust_eval="none", preset="quick")
+
+
+def _run(tmp_path, name="run", **kw):
+    opts = GrowOptions(**{**TINY, **kw})
+    run = RunDir.create(tmp_path / name, "grow", resume=(tmp_path / name).exists(), argv=[])
+    lines: list[str] = []
+    return run, run_pipeline(run, opts, echo=lines.append), lines
+
+
+def test_gearnn2_writes_a_deployable_checkpoint_per_stage(tmp_path):
+    run, summary, _ = _run(tmp_path, growth_ratio=0.5)
+    names = [s["name"] for s in summary["stages"]]
+    assert names == ["backbone", "grow", "grown", "robust"]
+    on_disk = json.loads((run.path / "summary.json").read_text())
+    assert on_disk["stages"] == summary["stages"]
+    for s in summary["stages"]:
+        model, spec, _ = load_model(run.path / s["checkpoint"])
+        assert count_params(spec) == s["params"] == sum(p.numel() for p in model.parameters())
+        assert list(spec.widths) == s["widths"]
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+        assert 0 <= s["clean_acc"] <= 1 and s["seconds"] > 0
+    spec0 = backbone_spec("vgg19")
+    assert summary["stages"][0]["widths"] == list(spec0.widths)
+    growth = json.loads((run.path / "growth.json").read_text())
+    assert sum(growth["widths_after"]) == sum(spec0.widths) + round(0.5 * sum(spec0.widths))  # gamma = 0.5, exact
+    assert growth["widths_after"] == summary["stages"][1]["widths"] == summary["stages"][3]["widths"]
+    assert len(growth["scores"]) == len(spec0.widths)
+
+
+def test_a_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path, monkeypatch):
+    real_train = stages.train
+    calls: list[str] = []
+
+    def dies_in_grown(*args, **kwargs):
+        calls.append(kwargs["stage"])
+        if kwargs["stage"] == "grown":
+            raise KeyboardInterrupt
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "train", dies_in_grown)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, growth_ratio=0.3)
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["backbone"]["status"] == "done"
+    assert manifest["stages"]["grown"]["status"] == "interrupted"
+    backbone_bytes = (tmp_path / "run" / "checkpoints" / "backbone.pt").read_bytes()
+
+    monkeypatch.setattr(stages, "train", real_train)
+    calls.clear()
+    _, summary, lines = _run(tmp_path, growth_ratio=0.3)
+    assert "backbone: done already, skipping" in lines and "grow: done already, skipping" in lines
+    assert [s["name"] for s in summary["stages"]] == ["backbone", "grow", "grown", "robust"]
+    assert (tmp_path / "run" / "checkpoints" / "backbone.pt").read_bytes() == backbone_bytes
+
+
+def test_small_baseline_matches_the_grown_size_with_like(tmp_path):
+    run, summary, _ = _run(tmp_path, growth_ratio=0.4, pipeline="gearnn1")
+    assert [s["name"] for s in summary["stages"]] == ["backbone", "grow", "grown"]
+    _, base, _ = _run(tmp_path, name="small", pipeline="small-aug", like=str(run.path))
+    assert base["stages"][0]["widths"] == summary["stages"][-1]["widths"]
+    assert base["stages"][0]["augmented"] is True
+
+
+def test_small_baseline_fits_a_parameter_budget(tmp_path):
+    _, summary, _ = _run(tmp_path, pipeline="small-clean", budget="150k")
+    s = summary["stages"][0]
+    assert 100_000 < s["params"] <= 150_000 and s["augmented"] is False
+
+
+def test_grow_cli_prints_the_stage_table_and_rejects_bad_budgets(tmp_path, capsys):
+    code = main(["grow", "--out", str(tmp_path / "cli"), "--budget", "400k", "--train-per-class", "12", "--test-per-class", "4",
+                 "--batch-size", "30", "--epochs-scale", "0.25", "--robust-eval", "none", "--arch", "mobilenet_v1"])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "stage" in out.out and "robust" in out.out and "clean %" in out.out
+    assert main(["grow", "--out", str(tmp_path / "bad"), "--budget", "10k", "--train-per-class", "12", "--test-per-class", "4",
+                 "--batch-size", "30", "--robust-eval", "none"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "backbone 1/" not in err  # refused before any training
+    assert err.strip().splitlines()[-1].startswith("gear-trt grow: error: budget 10,000 parameters is below the backbone")
+    assert not (tmp_path / "bad").exists()
