@@ -66,6 +66,7 @@ class GrowOptions:
     like: Optional[str] = None  # small-*: take the final spec from this run's summary (equal final size)
     shots: int = 1
     new_ratio: float = 0.5
+    growth_pass: float = 1.0  # fraction of an epoch the candidates train for (paper: one pass)
     seed: int = 0
     batch_size: int = 128
     lr: float = 0.1
@@ -87,6 +88,8 @@ class GrowOptions:
         family(self.arch)
         if self.budget and self.growth_ratio:
             raise ConfigError("--budget and --growth-ratio both given", "pass only one of them")
+        if not 0 < self.growth_pass <= 1:
+            raise ConfigError(f"--growth-pass must be in (0, 1], got {self.growth_pass}", "use 1 for the paper's one pass")
         if self.shots < 1:
             raise ConfigError(f"--shots must be >= 1, got {self.shots}")
         if self.like and not self.pipeline.startswith("small"):
@@ -194,7 +197,8 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
 
 def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, budget: Budget, augmented: bool):
     opts = ctx.opts
-    params = {"from": spec.to_dict(), "budget": dataclasses.asdict(budget), "new_ratio": opts.new_ratio, "augmented": augmented}
+    params = {"from": spec.to_dict(), "budget": dataclasses.asdict(budget), "new_ratio": opts.new_ratio, "augmented": augmented,
+              "growth_pass": opts.growth_pass}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):
         ctx.echo(f"{name}: done already, skipping")
@@ -203,7 +207,8 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
     loader = ctx.loader(augmented)
     loader.set_epoch(10_000)  # its own shuffle, distinct from every training epoch
     batches = (((x[0] if isinstance(x, tuple) else x), y) for x, y in loader)
-    config = GrowthConfig(new_ratio=_reachable_new_ratio(spec, budget, opts.new_ratio, ctx.echo), seed=opts.seed)
+    config = GrowthConfig(new_ratio=_reachable_new_ratio(spec, budget, opts.new_ratio, ctx.echo), seed=opts.seed,
+                          max_batches=max(1, math.ceil(opts.growth_pass * len(loader))))
     with ctx.run.manifest.run_stage(name, params) as out:
         energy = _start(ctx)
         bar = _progress(name)
