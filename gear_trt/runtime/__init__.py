@@ -1,0 +1,29 @@
+"""Embed a gear-trt model in an app: load(path).predict(images) with the training preprocessing.
+
+    from gear_trt.runtime import load
+    model = load("model.onnx")               # onnxruntime on the CPU
+    model = load("model.engine")             # TensorRT, with model.engine.json beside it
+    pred = model.predict(images, k=3)        # uint8 RGB, HxWx3 / NxHxWx3 / list of HxWx3
+    pred.labels, pred.indices, pred.scores
+
+Only numpy, onnxruntime (for ONNX) and, for engines, tensorrt + torch are imported: never the
+trainer, the models or the data pipeline, so the runtime works in a lean app environment.
+"""
+
+from gear_trt.runtime.classifier import Classifier, Prediction, load
+from gear_trt.runtime.metadata import check_tensorrt_compat, parse_meta, read_sidecar
+from gear_trt.runtime.postprocess import softmax, topk_indices
+from gear_trt.runtime.preprocess import preprocess, resize_bilinear
+
+__all__ = [
+    "Classifier",
+    "Prediction",
+    "load",
+    "check_tensorrt_compat",
+    "parse_meta",
+    "read_sidecar",
+    "softmax",
+    "topk_indices",
+    "preprocess",
+    "resize_bilinear",
+]
