@@ -11,7 +11,7 @@ from gear_trt.errors import BudgetError, ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.candidates import GrowthCandidates, default_new_counts
-from gear_trt.grow.osg import max_reachable, select
+from gear_trt.grow.osg import max_reachable, recalibrate_batchnorm, select
 from gear_trt.models import REGISTRY, build_model, count_params, scaled_spec
 
 FAMILIES = list(REGISTRY)
@@ -215,3 +215,31 @@ def test_exact_scores_agree_in_sign_with_the_one_pass_scores():
     a = np.concatenate([np.array(fast.scores[n]["split"] + fast.scores[n]["new"]) for n in fast.scores])
     b = np.concatenate([np.array(exact.scores[n]["split"] + exact.scores[n]["new"]) for n in exact.scores])
     assert np.corrcoef(a, b)[0, 1] > 0.9
+
+
+def test_growing_barely_changes_what_the_network_predicts():
+    """Trained candidates are bounded (Firefly) and BatchNorm is recalibrated: the grown net starts where the backbone was."""
+    spec = scaled_spec("vgg19", 0.08)
+    torch.manual_seed(0)
+    model = build_model(spec)
+    batches = _toy_batches(spec, n=6, batch=32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for _ in range(5):  # fit the toy data a little, so predictions differ between images
+        for x, y in batches():
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    model.eval()
+    res = grow(model, spec, batches, growth_ratio_budget(spec, 0.9), GrowthConfig())
+    grown = build_model(res.spec).eval()
+    grown.load_state_dict(res.state_dict)
+    # the same BatchNorm recalibration applied to the backbone, so only growth differs
+    base = build_model(spec).eval()
+    base.load_state_dict(recalibrate_batchnorm(spec, model.state_dict(), list(batches())[:20], torch.device("cpu")))
+    x = next(batches())[0]
+    with torch.no_grad():
+        before, after = base(x), grown(x)
+    assert len(set(before.argmax(1).tolist())) > 1
+    # (without the bounds and recalibration this agreement was 0: every image changed class)
+    assert (before.argmax(1) == after.argmax(1)).float().mean() >= 0.6

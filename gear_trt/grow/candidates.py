@@ -31,7 +31,11 @@ from gear_trt.models.graph import LayerInfo
 from gear_trt.spec import ModelSpec
 
 SPLIT_INIT = 0.1  # delta ~ U(-0.1, 0.1) x RMS of the layer's weights (Firefly's U(-0.1, 0.1), made scale-free)
-FANOUT_INIT = 1e-2  # new neurons' fan-out ~ U(-1e-2, 1e-2) (Firefly)
+FANOUT_INIT = 1e-2  # new neurons' fan-out ~ U(-1e-2, 1e-2), and kept within +/-1e-2 while training (Firefly)
+# Split directions stay within +/- SPLIT_CLAMP x RMS(theta) (Firefly takes a small step along the learned
+# direction): the two halves of a split start close, so growing barely changes the network's function
+# and the training after growth separates them.
+SPLIT_CLAMP = 0.1
 
 
 def _key(layer: LayerInfo) -> str:
@@ -62,6 +66,7 @@ class GrowthCandidates(nn.Module):
             return (torch.randn(shape, generator=g) * std).to(device)
 
         self.cand = nn.ParameterDict()
+        self.bounds: dict[str, float] = {}  # candidate tensor -> elementwise bound kept by clamp_()
         for layer in self.table:
             if layer.kind == "bn":
                 continue
@@ -73,13 +78,22 @@ class GrowthCandidates(nn.Module):
                 continue
             if layer.out_group is not None:
                 self.cand[f"{k}__delta"] = nn.Parameter(uniform(tuple(theta.shape), SPLIT_INIT * rms))
+                self.bounds[f"{k}__delta"] = SPLIT_CLAMP * rms
                 self.cand[f"{k}__new"] = nn.Parameter(normal((self.K(layer.out_group), *theta.shape[1:]), rms))
             if layer.in_group is not None:
                 tail = tuple(theta.shape[2:])
                 self.cand[f"{k}__fanout"] = nn.Parameter(uniform((theta.shape[0], self.K(layer.in_group), *tail), FANOUT_INIT))
+                self.bounds[f"{k}__fanout"] = FANOUT_INIT
                 if layer.out_group is not None:
                     self.cand[f"{k}__newnew"] = nn.Parameter(uniform((self.K(layer.out_group), self.K(layer.in_group), *tail), FANOUT_INIT))
+                    self.bounds[f"{k}__newnew"] = FANOUT_INIT
         self.expanded_spec = spec.with_widths([3 * w + k for w, k in zip(spec.widths, new_counts)])
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep split directions and new fan-outs small (call after every optimizer step)."""
+        for name, bound in self.bounds.items():
+            self.cand[name].clamp_(-bound, bound)
 
     def K(self, group: Optional[int]) -> int:
         return 0 if group is None else self.new_counts[group]

@@ -14,7 +14,10 @@
    candidates frozen.
 4. Global selection across all groups by score; each candidate is kept if the grown network still fits
    the budget (exact accounting, budget.py), so growth is non-uniform wherever the scores are.
-5. Apply: kept splits and new neurons become a new spec plus transferred weights.
+5. Apply: kept splits and new neurons become a new spec plus transferred weights, and BatchNorm
+   running statistics are re-estimated on `recalibrate_batches` batches: new neurons start with
+   identity statistics that do not match their activations, which would otherwise wreck the grown
+   net's eval-mode accuracy until it trains.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class GrowthConfig:
     score_fraction: float = 0.5  # the last part of the pass whose gate gradients are averaged into scores
     exact_scores: bool = False  # score in a second pass at gates exactly 0 (costs ~one more pass)
     score_batches: int = 20  # batches for that second pass
+    recalibrate_batches: int = 20  # batches re-estimating BatchNorm statistics of the grown net (0: off)
     max_batches: Optional[int] = None  # cap on the candidate-training pass (None: one full pass)
     seed: int = 0
 
@@ -138,6 +142,7 @@ def grow(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        cands.clamp_()
         losses.append(float(loss.detach()))
         if progress:
             progress("candidates", i + 1, len(batches), losses[-1])
@@ -163,6 +168,8 @@ def grow(
     grown_spec, state = cands.grown(
         [torch.from_numpy(k).to(device) for k in keep_split], [torch.from_numpy(k).to(device) for k in keep_new]
     )
+    if config.recalibrate_batches:
+        state = recalibrate_batchnorm(grown_spec, state, batches[: config.recalibrate_batches], device)
     names = group_names(spec)
     return GrowthResult(
         spec=grown_spec,
@@ -178,6 +185,26 @@ def grow(
         candidate_loss=losses,
         scores={n: {"split": _sig(a), "new": _sig(b)} for n, a, b in zip(names, split_scores, new_scores)},
     )
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(spec: ModelSpec, state: dict[str, Tensor], batches: list[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Tensor]:
+    """Re-estimate every BatchNorm's running mean/var as the exact average over `batches` (weights untouched)."""
+    from gear_trt.models import build_model
+
+    model = build_model(spec).to(device)
+    model.load_state_dict(state)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+    model.train()
+    for x, _ in batches:
+        model(x.to(device))
+    for bn in bns:
+        bn.momentum = 0.1
+    new_state = model.state_dict()
+    return {k: (new_state[k].detach().clone() if "running_" in k else v) for k, v in state.items()}
 
 
 def select(
