@@ -1,0 +1,67 @@
+"""`gear-trt bench SOURCE...`: the deployment table (size, accuracy, robustness, latency, throughput).
+
+SOURCE is any mix of checkpoints (.pt, run in PyTorch), ONNX files (onnxruntime), engines
+(TensorRT .engine/.plan, onnxruntime .ort.onnx) and run directories (every checkpoint, ONNX file and
+engine the run holds). Latency is p50/p90/p99 at batch 1 after warm-up; throughput at a larger batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", metavar="SOURCE", nargs="+", help="checkpoints, ONNX files, engines or run directories")
+    parser.add_argument("--data", metavar="SRC", default="builtin", help="test data for accuracy ('none' to time only; default builtin)")
+    parser.add_argument("--corruptions", choices=("none", "subset", "full"), default="none", help="corruption sweep per row (default none)")
+    parser.add_argument("--limit", type=int, default=None, help="accuracy on N evenly spaced test images only")
+    parser.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
+    parser.add_argument("--throughput-batch", type=int, default=64, help="throughput batch size (default 64)")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, onnxruntime); set it for reproducible CPU numbers")
+    parser.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: cpu/cuda/tensorrt; TensorRT: GPU index")
+    parser.add_argument("--json", metavar="OUT", default=None, help="also write the table as JSON")
+
+
+def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
+    """(row name, artifact) for every file, and for a run directory its checkpoints, ONNX files and engines."""
+    from gear_trt.errors import ArtifactError
+    from gear_trt.export.layout import base_name, is_run_dir, run_checkpoints
+
+    out: list[tuple[str, Path]] = []
+    for s in sources:
+        p = Path(s)
+        if is_run_dir(p):
+            for cp in run_checkpoints(p):
+                out.append((cp.name, cp.path))
+            for folder in (p / "onnx", p / "engines"):
+                for f in sorted(folder.glob("*")) if folder.is_dir() else []:
+                    if f.suffix in (".onnx", ".engine", ".plan", ".trt"):
+                        out.append((base_name(f).split(".")[0], f))
+        elif p.is_file():
+            out.append((base_name(p) if p.suffix == ".onnx" else p.stem.split(".")[0], p))
+        else:
+            raise ArtifactError(f"{p} does not exist", "pass checkpoints, ONNX files, engines or run directories")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from gear_trt.evaluate.table import benchmark_artifact, format_table, save_table
+
+    data = None
+    if args.data not in ("none", ""):
+        from gear_trt.data import load_source
+
+        data = load_source(args.data, "test")
+    rows = []
+    for name, path in expand_sources(args.sources):
+        rows.append(benchmark_artifact(path, model=name, data=data, corruptions=args.corruptions, latency_batch=args.batch,
+                                       throughput_batch=args.throughput_batch, warmup=args.warmup, iterations=args.iterations,
+                                       device=args.device, threads=args.threads, limit=args.limit, progress=True))
+    print(format_table(rows))
+    if args.json:
+        save_table(args.json, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,
+                   warmup=args.warmup, iterations=args.iterations, threads=args.threads)
+    return 0 if all(r.status == "ok" for r in rows) else 1
