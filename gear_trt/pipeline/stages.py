@@ -51,7 +51,7 @@ PRESETS = {
     # The paper's CIFAR-10 schedule: 40 / 1 / 40 / 40 epochs, baselines 160.
     "paper": Preset(40, 40, 40, 160, robust_images=10_000),
     # Minutes on a 2-core CPU with the built-in data; same proportions as the paper (baseline ~1.3x GEARnn-2).
-    "quick": Preset(4, 4, 3, 15, robust_images=200, robust_severities=(1, 3, 5)),
+    "quick": Preset(3, 3, 2, 11, robust_images=200, robust_severities=(1, 3, 5)),
 }
 
 
