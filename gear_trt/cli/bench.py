@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append(benchmark_artifact(path, model=name, data=data, corruptions=args.corruptions, latency_batch=args.batch,
                                        throughput_batch=args.throughput_batch, warmup=args.warmup, iterations=args.iterations,
                                        device=args.device, threads=args.threads, limit=args.limit, progress=True))
+    models = list(dict.fromkeys(r.model for r in rows))
+    precisions, backends = ["fp32", "fp16", "int8"], ["torch", "onnxruntime", "onnxruntime-opt", "tensorrt"]
+    rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
+                             backends.index(r.backend) if r.backend in backends else 9))
     print(format_table(rows))
     if args.json:
         save_table(args.json, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,

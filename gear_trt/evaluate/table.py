@@ -114,7 +114,7 @@ def format_table(rows: Sequence[BenchRow]) -> str:
             "-" if tp is None else f"{tp.throughput:.0f}@{tp.batch}", r.status,
         ])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    out = ["  ".join(str(c).ljust(w) if i in (0, 1, 2, 10) else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines]
+    out = ["  ".join(str(c).ljust(w) if i in (0, 1, 2, 10) else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
 
