@@ -243,3 +243,27 @@ def test_growing_barely_changes_what_the_network_predicts():
     assert len(set(before.argmax(1).tolist())) > 1
     # (without the bounds and recalibration this agreement was 0: every image changed class)
     assert (before.argmax(1) == after.argmax(1)).float().mean() >= 0.6
+
+
+class _Sized:
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __iter__(self):
+        return iter(self.data)
+
+
+def test_streaming_a_sized_source_gives_the_same_growth():
+    """With len() the pass streams, keeping only the last batches; the result is the same as from a list."""
+    spec = scaled_spec("mobilenet_v1", 0.06)
+    data = list(_toy_batches(spec, n=5)())
+    results = []
+    for source in (lambda: iter(data), lambda: _Sized(data)):
+        torch.manual_seed(0)
+        results.append(grow(build_model(spec), spec, source, growth_ratio_budget(spec, 0.5), GrowthConfig(recalibrate_batches=2, seed=3)))
+    assert results[0].widths_after == results[1].widths_after
+    for k in results[0].state_dict:
+        assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
@@ -130,11 +131,18 @@ def grow(
     for g in s_gate + t_gate:
         g.requires_grad_(True)
     losses: list[float] = []
-    batches = list(_take(train_batches(), config.max_batches))
-    if not batches:
+    source = train_batches()
+    if hasattr(source, "__len__"):  # stream the pass, keeping only the batches needed afterwards
+        total = len(source) if config.max_batches is None else min(len(source), config.max_batches)  # type: ignore[arg-type]
+        stream: Iterable[tuple[Tensor, Tensor]] = _take(source, total)
+    else:
+        materialised = list(_take(source, config.max_batches))
+        total, stream = len(materialised), materialised
+    if total == 0:
         raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
-    first_scored = min(len(batches) - 1, int(len(batches) * (1 - config.score_fraction)))
-    for i, (x, y) in enumerate(batches):
+    tail: deque[tuple[Tensor, Tensor]] = deque(maxlen=max(1, config.recalibrate_batches, config.score_batches if config.exact_scores else 0))
+    first_scored = min(total - 1, int(total * (1 - config.score_fraction)))
+    for i, (x, y) in enumerate(stream):
         if i == first_scored:  # gradients accumulate in the gates from here on
             for g in s_gate + t_gate:
                 g.grad = None
@@ -144,9 +152,14 @@ def grow(
         opt.step()
         cands.clamp_()
         losses.append(float(loss.detach()))
+        tail.append((x, y))
         if progress:
-            progress("candidates", i + 1, len(batches), losses[-1])
-    scored, gates = len(batches) - first_scored, s_gate + t_gate
+            progress("candidates", i + 1, total, losses[-1])
+    if not losses:
+        raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
+    batches = list(tail)
+    # (a source shorter than its len() never reset the gate gradients: they then cover every batch)
+    scored, gates = (len(losses) - first_scored if len(losses) > first_scored else len(losses)), s_gate + t_gate
 
     if config.exact_scores:
         gates = [torch.zeros_like(g).requires_grad_(True) for g in gates]

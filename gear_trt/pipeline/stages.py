@@ -206,13 +206,12 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
         return grown, grown_spec
     loader = ctx.loader(augmented)
     loader.set_epoch(10_000)  # its own shuffle, distinct from every training epoch
-    batches = (((x[0] if isinstance(x, tuple) else x), y) for x, y in loader)
     config = GrowthConfig(new_ratio=_reachable_new_ratio(spec, budget, opts.new_ratio, ctx.echo), seed=opts.seed,
                           max_batches=max(1, math.ceil(opts.growth_pass * len(loader))))
     with ctx.run.manifest.run_stage(name, params) as out:
         energy = _start(ctx)
         bar = _progress(name)
-        result = grow(model.to(ctx.device), spec, lambda: batches, budget, config, progress=bar)
+        result = grow(model.to(ctx.device), spec, lambda: _FirstView(loader), budget, config, progress=bar)
         energy_j = _stop(energy)
         grown = build_model(result.spec).to(ctx.device)
         grown.load_state_dict(result.state_dict)
@@ -324,6 +323,19 @@ def _jsd_loss(model: torch.nn.Module, x: Any, y: torch.Tensor):
     logits = model(torch.cat(list(x)))
     clean, a1, a2 = logits.chunk(3)
     return era_loss(clean, a1, a2, y), clean
+
+
+class _FirstView:
+    """The loader's batches with only the first view of ERA's (clean, aug1, aug2); keeps len() so growth can stream."""
+
+    def __init__(self, loader: BatchLoader) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return (((x[0] if isinstance(x, tuple) else x), y) for x, y in self.loader)
 
 
 def _limit(ds: ImageSet, per_class: Optional[int], seed: int) -> ImageSet:
