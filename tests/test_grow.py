@@ -50,6 +50,30 @@ def test_inserting_candidates_keeps_the_function(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_first_order_network_has_the_dense_gate_gradients(family):
+    """Dropping the cross terms (candidates reading candidates) is exact for the scores at gate 0."""
+    spec = scaled_spec(family, 0.08)
+    cands = GrowthCandidates(_randomised(spec), spec, default_new_counts(spec, 0.5), torch.Generator().manual_seed(4))
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    grads = []
+    for first_order in (True, False):
+        s, t = cands.zero_gates(0.0)
+        for g in s + t:
+            g.requires_grad_(True)
+        out = functional_call(cands.expanded_model(first_order), cands.expanded_state(s, t), (x,))
+        torch.nn.functional.cross_entropy(out, y).backward()
+        grads.append(torch.cat([g.grad for g in s + t]))
+    assert grads[1].abs().max() > 1e-4  # non-trivial gradients
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    # away from 0 the two differ (second order): the first-order net really skips the cross terms
+    s, t = cands.zero_gates(1.0)
+    with torch.no_grad():
+        a = functional_call(cands.expanded_model(True), cands.expanded_state(s, t), (x,))
+        b = functional_call(cands.expanded_model(False), cands.expanded_state(s, t), (x,))
+    assert (a - b).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_grown_model_equals_expanded_model_with_kept_gates_open(family):
     """The surgery (split -> theta +/- delta, consumers halved; new -> trained weights) is exact."""
     spec = scaled_spec(family, 0.08)
@@ -64,7 +88,8 @@ def test_grown_model_equals_expanded_model_with_kept_gates_open(family):
     grown.load_state_dict(state)  # strict: every tensor has the grown shape
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
-        expect = functional_call(cands.expanded_model(), cands.expanded_state([k.float() for k in keep_s], [k.float() for k in keep_n]), (x,))
+        dense = cands.expanded_model(first_order=False)  # fully open gates: every cross term counts
+        expect = functional_call(dense, cands.expanded_state([k.float() for k in keep_s], [k.float() for k in keep_n]), (x,))
         torch.testing.assert_close(grown(x), expect, rtol=1e-4, atol=1e-5)
 
 

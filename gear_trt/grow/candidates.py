@@ -14,16 +14,20 @@ Layers that act channel by channel (BatchNorm, depthwise convs) carry copies of 
 for A and B, and identity BatchNorm / fresh trainable filters for new neurons. Tied channels (a
 residual stream, a depthwise conv after a pointwise conv) share one group, hence one gate per channel.
 
-Cross terms (a candidate reading another candidate) are second order in the gates; they are kept in
-the dense expanded weights, which costs compute but keeps the construction exact and family-agnostic.
+Cross terms (a candidate reading another candidate) are second order in the gates. The expanded
+weights are dense, but by default (`first_order=True`) the candidate rows of every layer are computed
+from the original input channels only, so the cross terms are never evaluated: about half the
+arithmetic of the dense network, with the same gate gradients at gate 0. `first_order=False` evaluates the dense
+network, which equals the grown network exactly when the kept gates are fully open (tests use that).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gear_trt.models import build_model, layer_table
@@ -98,10 +102,20 @@ class GrowthCandidates(nn.Module):
     def K(self, group: Optional[int]) -> int:
         return 0 if group is None else self.new_counts[group]
 
-    def expanded_model(self) -> nn.Module:
+    def expanded_model(self, first_order: bool = True) -> nn.Module:
+        """The network of `expanded_spec` (weights come from `expanded_state` via functional_call).
+
+        first_order: candidate rows read only the original input channels (no cross terms)."""
         device = next(iter(self.base.values())).device
         with torch.device("meta"):
             model = build_model(self.expanded_spec)
+            if first_order:
+                for layer in self.table:
+                    if layer.kind in ("conv", "linear") and layer.in_group is not None and layer.out_group is not None:
+                        parent, _, attr = layer.name.rpartition(".")
+                        module = model.get_submodule(layer.name)
+                        owner = model.get_submodule(parent) if parent else model
+                        setattr(owner, attr, _FirstOrder(module, self.spec.widths[layer.out_group], self.spec.widths[layer.in_group]))
         return model.to_empty(device=device).eval()
 
     def zero_gates(self, value: float = 0.0) -> tuple[list[Tensor], list[Tensor]]:
@@ -182,6 +196,32 @@ class GrowthCandidates(nn.Module):
                 b = self.base[f"{n}.bias"]
                 state[f"{n}.bias"] = b.clone() if g is None else torch.cat([b, b[S[g]], b.new_zeros(len(N[g]))])
         return spec, state
+
+
+class _FirstOrder(nn.Module):
+    """A conv/linear of the expanded net whose candidate output rows read only the original inputs.
+
+    Holds the layer's own `weight`/`bias` names, so functional_call with the dense expanded state works
+    unchanged; the cross blocks of those tensors are simply never read (and get no gradient)."""
+
+    def __init__(self, layer: nn.Module, out_orig: int, in_orig: int) -> None:
+        super().__init__()
+        self.conv: Optional[tuple[Any, Any, Any]] = None  # (stride, padding, dilation) for a conv
+        if isinstance(layer, nn.Conv2d) and layer.groups == 1 and layer.padding_mode == "zeros":
+            self.conv = (layer.stride, layer.padding, layer.dilation)
+        elif not isinstance(layer, nn.Linear):
+            raise TypeError(f"first-order candidates need a dense Conv2d or Linear, got {layer}")
+        self.out_orig, self.in_orig = out_orig, in_orig
+        self.weight, self.bias = layer.weight, layer.bias
+
+    def _apply_layer(self, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+        return F.linear(x, weight, bias) if self.conv is None else F.conv2d(x, weight, bias, *self.conv)
+
+    def forward(self, x: Tensor) -> Tensor:
+        o, i, w, b = self.out_orig, self.in_orig, self.weight, self.bias
+        orig = self._apply_layer(x, w[:o], None if b is None else b[:o])
+        cand = self._apply_layer(x[:, :i], w[o:, :i], None if b is None else b[o:])
+        return torch.cat([orig, cand], dim=1)
 
 
 def default_new_counts(spec: ModelSpec, new_ratio: float) -> list[int]:
