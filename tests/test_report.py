@@ -14,7 +14,7 @@ import pytest
 from gear_trt.cli.main import main as cli_main
 from gear_trt.errors import ArtifactError, GearError
 from gear_trt.report import SECTION_TITLES, build_report
-from gear_trt.report.build import growth_series, load_run, stage_points
+from gear_trt.report.build import compared_entry, growth_series, load_run, stage_points
 
 CORRUPTIONS = ["gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
                "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression"]
@@ -166,6 +166,28 @@ def test_tradeoff_points_accumulate_pipeline_cost(tmp_path: Path) -> None:
     assert points["era"].energy_j == pytest.approx(4100.25 + 120.5 + 9050.0 + 10105.5)
     assert points["small-din"].baseline and points["small-din"].time_s == pytest.approx(3650.0)  # own cost only
     assert points["grow"].robust_pct is None and points["era"].robust_pct == pytest.approx(77.44)
+
+
+def test_compared_runs_join_table_and_plots(tmp_path: Path) -> None:
+    """--compare: another run's final model, at the cost of its whole run, in the table and the points."""
+    run = make_run(tmp_path / "a")
+    other = tmp_path / "small-aug-s0"
+    other.mkdir()
+    stages = [_stage("baseline", "baseline", 1_290_000, [40, 24, 80, 56, 150, 96, 128, 110], 0.61, 0.55, 300.0, None, 11)]
+    stages.insert(0, _stage("warmup", "train", 1_290_000, [40, 24, 80, 56, 150, 96, 128, 110], 0.3, None, 20.5, None, 1))
+    (other / "summary.json").write_text(json.dumps({"pipeline": "small-aug", "stages": stages}))
+    _, md_path = build_report(run, tmp_path / "out", compare=[other])
+    (table,) = md_tables(md_sections(md_path.read_text())["Stages"])
+    row = table[-1]
+    assert row["stage"] == "small-aug-s0" and row["kind"] == "run: small-aug"
+    assert num(row["time (s)"]) == pytest.approx(320.5) and num(row["epochs"]) == 12 and row["energy (J)"] == "n/a"
+    assert num(row["clean acc (%)"]) == 61.0 and num(row["robust acc (%)"]) == 55.0
+    loaded = load_run(run)
+    loaded.compared = [compared_entry(other)]
+    point = {p.name: p for p in stage_points(loaded)}["small-aug-s0"]
+    assert point.baseline and point.time_s == pytest.approx(320.5) and point.energy_j is None
+    with pytest.raises(ArtifactError, match="does not exist"):
+        build_report(run, tmp_path / "out", compare=[tmp_path / "nope"])
 
 
 def test_robustness_table_matches_eval_json(full_report: tuple[Path, str, str]) -> None:

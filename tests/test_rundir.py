@@ -12,7 +12,7 @@ import pytest
 
 from gear_trt.errors import ArtifactError, ConfigError
 from gear_trt.io import sha256_file
-from gear_trt.pipeline import RunDir, default_run_dir, environment, gear_home, param_bytes, stage_entry
+from gear_trt.pipeline import RunDir, default_run_dir, environment, gear_home, stage_entry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,13 +132,18 @@ def test_open_and_summary(home):
 
 
 def test_stage_entry_follows_the_summary_schema():
-    from gear_trt.models import count_params, scaled_spec
+    import torch
+
+    from gear_trt.models import build_model, count_params, scaled_spec
 
     spec = scaled_spec("resnet18", 0.1)
     entry = stage_entry("backbone", checkpoint="checkpoints/backbone.pt", spec=spec.to_dict(), kind="train",
                         epochs=3, seconds=1.5, clean_acc=0.4)
     n = count_params(spec)
-    assert entry["params"] == n and entry["param_bytes"] == param_bytes(n) == {"fp32": 4 * n, "fp16": 2 * n, "int8": n}
+    # deployed sizes: BatchNorm folded into the conv before it (its 2 parameters per channel become one bias)
+    bn_channels = sum(m.num_features for m in build_model(spec).modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert entry["params"] == n and entry["param_bytes"]["fp32"] == 4 * (n - bn_channels)
+    assert entry["param_bytes"]["int8"] < entry["param_bytes"]["fp16"] < entry["param_bytes"]["fp32"]
     assert entry["widths"] == list(spec.widths) and entry["robust_acc"] is None and entry["energy_j"] is None
     assert {"name", "checkpoint", "clean_acc", "seconds", "epochs", "kind"} <= set(entry)
 

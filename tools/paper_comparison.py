@@ -123,10 +123,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("\n".join(lines))
 
     if args.sensitivity:
+        from gear_trt.pipeline.stages import PAPER_GROWTH_RATIO
+
+        default_ratio = args.growth_ratio if args.growth_ratio is not None else PAPER_GROWTH_RATIO[args.arch]
         sens = []
         for ratio in args.sensitivity:
-            s = run_one(args.out, f"sensitivity-g{ratio}", pipeline="gearnn2", seed=args.seeds[0], growth_ratio=ratio, **base)
+            if ratio == default_ratio:  # that run exists already: the first seed's GEARnn-2
+                s = json.loads((args.out / f"gearnn2-s{args.seeds[0]}" / "summary.json").read_text())
+            else:
+                s = run_one(args.out, f"sensitivity-g{ratio}", pipeline="gearnn2", seed=args.seeds[0], growth_ratio=ratio, **base)
             sens.append({"growth_ratio": ratio, **final(s)})
+        lines = ["", f"## Sensitivity: GEARnn-2 against the growth ratio (seed {args.seeds[0]})", "",
+                 "| growth ratio γ | params | clean % | robust % | wall time s |", "|---|---|---|---|---|"]
+        for r in sens:
+            robust = "n/a" if r["robust_acc"] is None else f"{100 * r['robust_acc']:.2f}"
+            lines.append(f"| {r['growth_ratio']} | {r['params']:,} | {100 * r['clean_acc']:.2f} | {robust} | {r['seconds']:.1f} |")
+        with (args.out / "comparison.md").open("a") as f:
+            f.write("\n".join(lines) + "\n")
+        print("\n".join(lines))
         (args.out / "sensitivity.json").write_text(json.dumps(sens, indent=2))
         plot_sensitivity(sens, args.out / "sensitivity.png")
         print(f"sensitivity: {args.out / 'sensitivity.png'}")

@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear lr warmup of each training stage, capped at half the stage (default 1)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--era-width", type=int, default=1, help="ERA mixture width W (paper: 1; AugMix: 3)")
     p.add_argument("--era-depth", type=int, default=3, help="ERA chain depth D (each chain uses 1..D ops)")

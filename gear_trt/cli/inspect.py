@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     from gear_trt.models import count_params, family, group_names, layer_params, layer_table
-    from gear_trt.pipeline import param_bytes
+    from gear_trt.grow.budget import deployed_bytes
     from gear_trt.train.checkpoint import checkpoint_spec, load_checkpoint
 
     payload = load_checkpoint(path)
@@ -68,7 +68,7 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "kind": "checkpoint", "path": str(path), "format": payload["format"], "stage": payload.get("stage"),
         "epoch": payload.get("epoch"), "epochs": payload.get("epochs"), "complete": payload.get("complete"),
         "spec": spec.to_dict(), "spec_hash": spec.hash, "num_classes": spec.num_classes, "classes": classes,
-        "params": params, "param_bytes": param_bytes(params),
+        "params": params, "param_bytes": deployed_bytes(spec),
         "groups": [{"name": names[i], "width": w, "full": full[i], "ratio": w / full[i], "params": per_group[i]}
                    for i, w in enumerate(spec.widths)],
         "classifier_params": fixed,
@@ -145,7 +145,7 @@ def format_checkpoint(info: dict[str, Any], history: bool = False) -> str:
         f"stage       {info.get('stage') or '-'}  [{status}]",
         f"model       {spec['family']}  spec {info['spec_hash']}  input {spec['in_channels']}x{spec['input_size']}x{spec['input_size']}  "
         f"{info['num_classes']} classes",
-        f"parameters  {info['params']:,}  (fp32 {_mb(pb['fp32'])}, fp16 {_mb(pb['fp16'])}, int8 {_mb(pb['int8'])})",
+        f"parameters  {info['params']:,}  (deployed, BatchNorm folded: fp32 {_mb(pb['fp32'])}, fp16 {_mb(pb['fp16'])}, int8 {_mb(pb['int8'])})",
     ]
     m = info.get("metrics") or {}
     shown = [f"{k} {_pct(m[k])}" for k in ("test_acc", "train_acc", "robust_acc") if m.get(k) is not None]

@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "arch": None, "widths": None, "width_mult": None, "params": None, "widths_from": None,
     "data": "builtin", "image_size": None, "max_per_class": None, "augment": "standard", "jsd": False,
     "epochs": 40, "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-    "schedule": "cosine", "milestones": "0.5,0.75", "warmup_epochs": 0.0, "label_smoothing": 0.0,
+    "schedule": "cosine", "milestones": "0.5,0.75", "warmup_epochs": None, "label_smoothing": 0.0,
     "amp": True, "channels_last": True, "seed": 0, "device": "auto",
 }
 # Options that may change when a run resumes (they do not change the numbers on the CPU).
@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--weight-decay", type=float, metavar="WD", help=f"default {d['weight_decay']}")
     opt.add_argument("--schedule", metavar="KIND", help=f"cosine, step or constant (default {d['schedule']})")
     opt.add_argument("--milestones", metavar="F,F", help=f"step schedule: lr x0.1 at these fractions of the epochs (default {d['milestones']})")
-    opt.add_argument("--warmup-epochs", type=float, metavar="E", help="linear lr warmup (default 0)")
+    opt.add_argument("--warmup-epochs", type=float, metavar="E", help="linear lr warmup (default 1, at most half the epochs)")
     opt.add_argument("--label-smoothing", type=float, metavar="S", help="default 0")
     opt.add_argument("--seed", type=int, metavar="N", help="seeds the init, the data order and the augmentation (default 0)")
 
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], momentum=opts["momentum"],
         nesterov=opts["nesterov"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
-        milestones=parse_floats(opts["milestones"], "--milestones"), warmup_epochs=opts["warmup_epochs"],
+        milestones=parse_floats(opts["milestones"], "--milestones"), warmup_epochs=(min(1.0, opts["epochs"] / 2) if opts["warmup_epochs"] is None else opts["warmup_epochs"]),
         label_smoothing=opts["label_smoothing"], amp=opts["amp"], channels_last=opts["channels_last"],
         seed=opts["seed"], device=opts["device"]).validate()
     device = resolve_device(config.device)

@@ -58,6 +58,11 @@ class Budget:
         return f"{v / 1e6:.1f} MB training memory at batch {self.batch}"
 
 
+def deployed_bytes(spec: ModelSpec) -> dict[str, int]:
+    """The deployed weight bytes of `spec` at every precision (the "bytes" budget's accounting)."""
+    return {p: int(Budget("bytes", 0, precision=p).cost(spec)) for p in PRECISION_BYTES}
+
+
 def parse_budget(text: str) -> Budget:
     """'250k' -> params, '1.5MB@int8' -> deployed bytes, '300MB@train:256' -> training memory."""
     s = text.strip().replace("_", "").replace(",", "")

@@ -7,8 +7,7 @@ from gear_trt.pipeline.rundir import (
     default_run_dir,
     environment,
     gear_home,
-    param_bytes,
     stage_entry,
 )
 
-__all__ = ["HOME_ENV", "Manifest", "RunDir", "default_run_dir", "environment", "gear_home", "param_bytes", "stage_entry"]
+__all__ = ["HOME_ENV", "Manifest", "RunDir", "default_run_dir", "environment", "gear_home", "stage_entry"]

@@ -315,20 +315,16 @@ def _jsonable(obj: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(dict(obj), default=str))
 
 
-def param_bytes(params: int) -> dict[str, int]:
-    """Weight storage at each deployment precision (1 element = 4, 2 or 1 bytes; scales and biases ignored)."""
-    return {"fp32": 4 * params, "fp16": 2 * params, "int8": params}
-
-
 def stage_entry(name: str, *, checkpoint: str, spec: Mapping[str, Any], kind: str, epochs: int,
                 seconds: Optional[float], clean_acc: Optional[float], robust_acc: Optional[float] = None,
                 energy_j: Optional[float] = None, **more: Any) -> dict[str, Any]:
     """One summary.json stage entry (the schema in the brief: params, param_bytes, widths, accuracies...)."""
-    from gear_trt.models import count_params  # imports torch: only when a summary is written
+    from gear_trt.grow.budget import deployed_bytes  # imports torch: only when a summary is written
+    from gear_trt.models import count_params
     from gear_trt.spec import ModelSpec
 
     model_spec = ModelSpec.from_dict(spec)
     params = count_params(model_spec)
-    return {"name": name, "checkpoint": checkpoint, "params": params, "param_bytes": param_bytes(params),
+    return {"name": name, "checkpoint": checkpoint, "params": params, "param_bytes": deployed_bytes(model_spec),
             "widths": list(model_spec.widths), "clean_acc": clean_acc, "robust_acc": robust_acc,
             "seconds": seconds, "energy_j": energy_j, "epochs": epochs, "kind": kind, **more}

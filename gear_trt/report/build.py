@@ -128,6 +128,7 @@ class RunData:
     evals: list[dict[str, Any]]
     bench_rows: list[dict[str, Any]]
     notes: list[str]
+    compared: list[dict[str, Any]] = field(default_factory=list)  # other runs' final models (--compare)
 
     @property
     def stages(self) -> list[dict[str, Any]]:
@@ -169,6 +170,21 @@ def load_run(run_dir: str | Path) -> RunData:
     rows = bench.get("rows")
     bench_rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
     return RunData(run_dir, summary, manifest, growth if isinstance(growth, dict) else None, evals, bench_rows, notes)
+
+
+def compared_entry(run_dir: str | Path) -> dict[str, Any]:
+    """Another run as one row and one point: its final model at the cost of its whole run (every
+    stage was needed to make it). Named after the run directory; kind = "run: <pipeline>"."""
+    other = load_run(run_dir)
+    if not other.stages:
+        raise ArtifactError(f"{run_dir} lists no finished stages", "compare with a run that finished at least one stage")
+    last = other.stages[-1]
+    times = [_num(st.get("seconds")) for st in other.stages]
+    energies = [_num(st.get("energy_j")) for st in other.stages]
+    return {**last, "name": other.run_dir.resolve().name, "kind": f"run: {_text(other.summary.get('pipeline'))}",
+            "epochs": sum(int(_num(st.get("epochs")) or 0) for st in other.stages),
+            "seconds": None if None in times else sum(times),  # type: ignore[arg-type]
+            "energy_j": None if None in energies else sum(energies)}  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- sections
@@ -214,7 +230,7 @@ def _stages_section(run: RunData) -> Section:
     if not run.stages:
         return Section("Stages", ["summary.json lists no stages yet."])
     rows = []
-    for st in run.stages:
+    for st in [*run.stages, *run.compared]:
         pb = _dict(st.get("param_bytes"))
         rows.append([_text(st.get("name")), _text(st.get("kind")), _count(st.get("epochs")), _count(st.get("params")),
                      _fixed(pb.get("fp32"), 3, MB), _fixed(pb.get("int8"), 3, MB), _pct(st.get("clean_acc")),
@@ -227,7 +243,11 @@ def _stages_section(run: RunData) -> Section:
     else:
         note = "Energy was not measured for any stage (no energy counter on the training machine): times only."
     intro = ("One row per stage and baseline. Time and energy are the stage's own; robust accuracy is the mean "
-             "over the corruption set (n/a where not evaluated). Sizes are parameter bytes at that precision.")
+             "over the corruption set (n/a where not evaluated). Sizes are deployed weight bytes at that precision "
+             "(BatchNorm folded).")
+    if run.compared:
+        intro += (" Rows of kind \"run: ...\" are other runs given with --compare: their final model, with the "
+                  "epochs, time and energy of their whole run.")
     return Section("Stages", [intro, Table(STAGE_HEADERS, rows), note])
 
 
@@ -252,6 +272,11 @@ def stage_points(run: RunData) -> list[Any]:
         points.append(StagePoint(_text(st.get("name")), baseline, _num(st.get("params")),
                                  None if clean is None else 100 * clean, None if robust is None else 100 * robust,
                                  time_s, energy))
+    for st in run.compared:  # other runs: their final model at their whole run's cost, drawn like baselines
+        clean, robust = _num(st.get("clean_acc")), _num(st.get("robust_acc"))
+        points.append(StagePoint(_text(st.get("name")), True, _num(st.get("params")),
+                                 None if clean is None else 100 * clean, None if robust is None else 100 * robust,
+                                 _num(st.get("seconds")), _num(st.get("energy_j"))))
     return points
 
 
@@ -265,7 +290,8 @@ def _tradeoff_section(run: RunData) -> Section:
     caption = ("Accuracy (top) and robust accuracy (bottom) against model size, training time"
                + (" and training energy. " if has_energy else ". Energy was not measured, so it is not plotted. ")
                + "Blue: the pipeline's stages in order; each costs the time and energy of all stages up to it. "
-               "Red squares: baselines, at their own cost.")
+               "Red squares: baselines" + (" and the other runs compared (their final model at their whole run's cost)"
+                                           if run.compared else "") + ", at their own cost.")
     return Section("Trade-offs", [Image("tradeoffs", tradeoff_figure(points), caption)])
 
 
@@ -523,10 +549,13 @@ def _images(sections: Iterable[Section]) -> list[Image]:
     return found
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path]:
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
+                 compare: Iterable[str | Path] = ()) -> tuple[Path, Path]:
     """Write report.html (self-contained) and report.md (+ report_files/*.png) for a run.
-    Default output: RUN_DIR/report/. Returns (html_path, md_path)."""
+    Default output: RUN_DIR/report/. `compare`: other run directories whose final models join the
+    stage table and the trade-off plots (e.g. the Small baselines of a GEARnn run). Returns (html_path, md_path)."""
     run = load_run(run_dir)
+    run.compared = [compared_entry(other) for other in compare]
     out = Path(out_dir) if out_dir is not None else run.run_dir / "report"
     sections = build_sections(run)
     s = run.summary
