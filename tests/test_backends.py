@@ -5,6 +5,7 @@ build-engine / eval / bench commands on the CPU path."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from gear_trt.backends import artifact_kind, available_backends, load_runner
 from gear_trt.backends.onnxrt import OrtRunner, build_ort_engine, resolve_providers
 from gear_trt.backends.sidecar import sidecar_path
 from gear_trt.backends.torch_backend import TorchRunner
+from gear_trt.energy import EnergyMeter, NullMeter
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
 from gear_trt.evaluate.accuracy import clean_accuracy, preprocess_images
 from gear_trt.evaluate.latency import measure_latency
@@ -174,6 +176,31 @@ def test_benchmark_rows_and_table(artifacts, real_test_set):
     text = format_table([ok, bad, BenchRow("x", "int8", "tensorrt", "x.engine", status="skipped")])
     lines = text.splitlines()
     assert len(lines) == 5 and "p99 ms" in lines[0] and "onnxruntime" in lines[2] and "failed" in lines[3]
+
+
+class ConstantPowerMeter(EnergyMeter):
+    """5 W on the real clock: the bench's energy window must come out as 5 J per second."""
+
+    kind = "fake"
+    source = "fake: 5 W"  # type: ignore[assignment]
+
+    def _begin(self) -> None:
+        self.t = time.perf_counter()
+
+    def _end(self) -> tuple[float, dict]:
+        return 5.0 * (time.perf_counter() - self.t), {}
+
+
+def test_benchmark_energy_per_image(artifacts):
+    row = benchmark_artifact(artifacts["onnx"], model="m", warmup=1, iterations=5, threads=1, throughput_batch=8,
+                             meter=ConstantPowerMeter(), energy_seconds=0.3)
+    energy = row.details["energy"]
+    assert energy["seconds"] >= 0.3 and energy["images"] % 8 == 0 and energy["images"] >= 8
+    assert energy["joules"] == pytest.approx(5.0 * energy["seconds"], rel=0.05)
+    assert row.joules_per_image == pytest.approx(energy["joules"] / energy["images"])
+    assert "mJ/img" in format_table([row]) and f"{1e3 * row.joules_per_image:.3f}" in format_table([row])
+    plain = benchmark_artifact(artifacts["onnx"], model="m", warmup=1, iterations=5, threads=1, throughput_batch=8, meter=NullMeter())
+    assert plain.joules_per_image is None and "energy" not in plain.details
 
 
 def test_build_engine_cli_uses_onnxruntime_without_tensorrt(artifacts, capsys):

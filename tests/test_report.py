@@ -13,6 +13,8 @@ import pytest
 
 from gear_trt.cli.main import main as cli_main
 from gear_trt.errors import ArtifactError, GearError
+from gear_trt.evaluate.latency import LatencyStats
+from gear_trt.evaluate.table import BenchRow
 from gear_trt.report import SECTION_TITLES, build_report
 from gear_trt.report.build import compared_entry, growth_series, load_run, stage_points
 
@@ -61,18 +63,22 @@ def make_run(root: Path, *, growth: bool = True, evals: bool = True, bench: bool
         (run / "eval").mkdir()
         for stage, clean in (("backbone", 0.7123), ("era", 0.8571)):
             (run / "eval" / f"{stage}.json").write_text(json.dumps(_eval(stage, "fp32", "torch", clean, 0.04)))
-        (run / "eval" / "era-int8.json").write_text(json.dumps(_eval("era", "int8", "onnxruntime", 0.8502, 0.045)))
+        # as `gear-trt eval MODEL --corruptions ... --json RUN/eval/era-int8.json` writes it: the sweep nested
+        sweep = {**_eval("era", "int8", "onnxruntime", 0.8502, 0.045), "model": "onnx/era.int8.onnx"}
+        (run / "eval" / "era-int8.json").write_text(json.dumps({
+            "path": "onnx/era.int8.onnx", "backend": "onnxruntime", "precision": "int8", "images": 1000,
+            "clean": {"accuracy": 0.85, "correct": 850, "total": 1000}, "corruptions": sweep}))
     if bench:
-        rows = []
+        rows = []  # built with the bench's own row type, so the report reads what `gear-trt bench --json` writes
         for model, clean, robust in (("grown", 0.8656, 0.6902), ("era", 0.8571, 0.7744)):
             for k, (backend, prec, size) in enumerate((("onnxruntime", "fp32", 5_160_000), ("onnxruntime", "int8", 1_340_000),
                                                        ("tensorrt", "fp16", 2_700_000))):
-                rows.append({"model": model, "backend": backend, "precision": prec, "size_bytes": size,
-                             "clean_acc": clean - 0.002 * k, "robust_acc": robust - 0.003 * k,
-                             "latency_ms": {"p50": 0.512 + 0.1 * k, "p90": 0.601 + 0.1 * k, "p99": 0.9 + 0.1 * k},
-                             "throughput_ips": 1953.1 - 100 * k, "joules_per_image": None if backend == "onnxruntime" else 0.00125})
+                latency = LatencyStats(1, 200, 20, 0.512 + 0.1 * k, 0.601 + 0.1 * k, 0.9 + 0.1 * k, 0.55 + 0.1 * k, 0.5)
+                throughput = LatencyStats(64, 20, 2, 30.0, 31.0, 32.0, 32.768 + k, 29.0)
+                rows.append(BenchRow(model, prec, backend, f"onnx/{model}.{prec}.onnx", size, clean - 0.002 * k, robust - 0.003 * k,
+                                     latency, throughput, None if backend == "onnxruntime" else 0.00125).to_dict())
         rows.append({"model": "backbone", "backend": "tensorrt", "precision": "fp32"})  # everything else missing
-        (run / "bench.json").write_text(json.dumps({"rows": rows}))
+        (run / "bench.json").write_text(json.dumps({"format": "gear-trt-bench/1", "rows": rows}))
     return run
 
 
@@ -197,6 +203,7 @@ def test_robustness_table_matches_eval_json(full_report: tuple[Path, str, str]) 
         ("backbone", "fp32", "torch"), ("era", "fp32", "torch"), ("era", "int8", "onnxruntime")]
     for row, name in zip(table, ("backbone.json", "era.json", "era-int8.json")):
         ev = json.loads((run / "eval" / name).read_text())
+        ev = ev.get("corruptions", ev)  # `gear-trt eval --json` nests the sweep
         assert num(row["clean acc (%)"]) == pytest.approx(pct(ev["clean_acc"]))
         assert num(row["mean corruption acc (%)"]) == pytest.approx(pct(ev["mean_corruption_acc"]))
         for s in "12345":
@@ -246,10 +253,10 @@ def test_deployment_table_matches_bench_json(full_report: tuple[Path, str, str])
             continue
         assert num(row["size (MB)"]) == pytest.approx(src["size_bytes"] / 1e6, abs=5e-4)
         assert num(row["clean acc (%)"]) == pytest.approx(pct(src["clean_acc"]))
-        assert num(row["robust acc (%)"]) == pytest.approx(pct(src["robust_acc"]))
+        assert num(row["robust acc (%)"]) == pytest.approx(pct(src["corruption_acc"]))
         for p in ("p50", "p90", "p99"):
-            assert num(row[f"latency {p} (ms)"]) == pytest.approx(src["latency_ms"][p], abs=5e-4)
-        assert num(row["throughput (img/s)"]) == pytest.approx(src["throughput_ips"], abs=0.0501)
+            assert num(row[f"latency {p} (ms)"]) == pytest.approx(src["latency"][f"{p}_ms"], abs=5e-4)
+        assert num(row["throughput (img/s)"]) == pytest.approx(src["throughput"]["throughput_ips"], abs=0.0501)
         if src["joules_per_image"] is None:
             assert row["energy (mJ/image)"] == "n/a"
         else:

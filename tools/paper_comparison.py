@@ -142,12 +142,18 @@ def main(argv: Optional[list[str]] = None) -> int:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
         (args.out / "sensitivity.json").write_text(json.dumps(sens, indent=2))
-        plot_sensitivity(sens, args.out / "sensitivity.png")
+        spread = None
+        if "gearnn2" in table and len(args.seeds) > 1:
+            spread = {"growth_ratio": default_ratio, "clean_acc": table["gearnn2"]["clean_acc"],
+                      "robust_acc": table["gearnn2"]["robust_acc"], "seeds": len(args.seeds)}
+        plot_sensitivity(sens, args.out / "sensitivity.png", spread)
         print(f"sensitivity: {args.out / 'sensitivity.png'}")
     return 0
 
 
-def plot_sensitivity(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_sensitivity(rows: list[dict[str, Any]], path: Path, spread: Optional[dict[str, Any]] = None) -> None:
+    """Accuracy and cost against the growth ratio. `spread`: mean +/- std over seeds at one ratio, drawn
+    as error bars so a reader sees how much of the curve is seed noise."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,13 +164,21 @@ def plot_sensitivity(rows: list[dict[str, Any]], path: Path) -> None:
     a1.plot(g, [100 * r["clean_acc"] for r in rows], "o-", label="clean")
     if all(r["robust_acc"] is not None for r in rows):
         a1.plot(g, [100 * r["robust_acc"] for r in rows], "s-", label="robust (mean of 15 corruptions)")
-    a1.set(xlabel="growth ratio γ", ylabel="accuracy (%)", title="Accuracy vs growth ratio")
-    a1.legend()
-    a2.plot(g, [r["seconds"] / 60 for r in rows], "o-", color="tab:red")
+    if spread is not None:
+        for key, color, shift in (("clean_acc", "tab:blue", -0.012), ("robust_acc", "tab:orange", 0.012)):
+            mean, std = spread[key]
+            if mean is not None:
+                a1.errorbar(spread["growth_ratio"] + shift, 100 * mean, yerr=100 * (std or 0), fmt="none", ecolor=color,
+                            capsize=5, alpha=0.7, label=f"{key.split('_')[0]}: mean ± std over {spread['seeds']} seeds")
+    a1.set(xlabel="growth ratio γ", ylabel="accuracy (%)", title="Accuracy vs growth ratio (first seed)")
+    a1.legend(fontsize=8)
+    a2.plot(g, [r["seconds"] / 60 for r in rows], "o-", color="tab:red", label="training time (all stages)")
     a2b = a2.twinx()
-    a2b.plot(g, [r["params"] / 1e6 for r in rows], "s--", color="tab:gray")
+    a2b.plot(g, [r["params"] / 1e6 for r in rows], "s--", color="tab:gray", label="final parameters")
     a2.set(xlabel="growth ratio γ", ylabel="training time (min)", title="Cost vs growth ratio")
     a2b.set_ylabel("final parameters (M)")
+    handles = a2.get_legend_handles_labels()[0] + a2b.get_legend_handles_labels()[0]
+    a2.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -2,7 +2,8 @@
 
 SOURCE is any mix of checkpoints (.pt, run in PyTorch), ONNX files (onnxruntime), engines
 (TensorRT .engine/.plan, onnxruntime .ort.onnx) and run directories (every checkpoint, ONNX file and
-engine the run holds). Latency is p50/p90/p99 at batch 1 after warm-up; throughput at a larger batch.
+engine the run holds). Latency is p50/p90/p99 at batch 1 after warm-up; throughput at a larger batch;
+energy per image at that batch where a meter exists (NVML, jtop, INA3221; `--energy`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, onnxruntime); set it for reproducible CPU numbers")
     parser.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: cpu/cuda/tensorrt; TensorRT: GPU index")
+    parser.add_argument("--energy", default="auto", choices=("auto", "nvml", "jtop", "ina3221", "none"),
+                        help="energy meter for joules per image (default auto: NVML, jtop, INA3221, else none)")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the table as JSON")
 
 
@@ -48,6 +51,9 @@ def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from gear_trt.energy import auto_meter
     from gear_trt.evaluate.table import benchmark_artifact, format_table, save_table
 
     data = None
@@ -55,11 +61,17 @@ def run(args: argparse.Namespace) -> int:
         from gear_trt.data import load_source
 
         data = load_source(args.data, "test")
+    sources = expand_sources(args.sources)
+    meter = auto_meter(args.energy)
+    print(f"energy: {meter.source}", file=sys.stderr)
     rows = []
-    for name, path in expand_sources(args.sources):
-        rows.append(benchmark_artifact(path, model=name, data=data, corruptions=args.corruptions, latency_batch=args.batch,
-                                       throughput_batch=args.throughput_batch, warmup=args.warmup, iterations=args.iterations,
-                                       device=args.device, threads=args.threads, limit=args.limit, progress=True))
+    try:
+        for name, path in sources:
+            rows.append(benchmark_artifact(path, model=name, data=data, corruptions=args.corruptions, latency_batch=args.batch,
+                                           throughput_batch=args.throughput_batch, warmup=args.warmup, iterations=args.iterations,
+                                           device=args.device, threads=args.threads, limit=args.limit, progress=True, meter=meter))
+    finally:
+        meter.close()
     models = list(dict.fromkeys(r.model for r in rows))
     precisions, backends = ["fp32", "fp16", "int8"], ["torch", "onnxruntime", "onnxruntime-opt", "tensorrt"]
     rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
@@ -67,5 +79,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     if args.json:
         save_table(args.json, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,
-                   warmup=args.warmup, iterations=args.iterations, threads=args.threads)
+                   warmup=args.warmup, iterations=args.iterations, threads=args.threads, energy_meter=meter.info())
     return 0 if all(r.status == "ok" for r in rows) else 1

@@ -19,6 +19,7 @@ from gear_trt.evaluate.latency import LatencyStats, measure_latency
 
 if TYPE_CHECKING:
     from gear_trt.data.imageset import ImageSet
+    from gear_trt.energy import EnergyMeter
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -34,6 +35,7 @@ class BenchRow:
     corruption_acc: Optional[float] = None
     latency: Optional[LatencyStats] = None  # batch 1
     throughput: Optional[LatencyStats] = None  # a larger batch
+    joules_per_image: Optional[float] = None  # at the throughput batch; None without an energy meter
     status: str = "ok"
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -58,8 +60,12 @@ def artifact_size(path: PathLike) -> int:
 def benchmark_artifact(path: PathLike, *, model: str = "", data: Optional["ImageSet"] = None, corruptions: str = "none",
                        latency_batch: int = 1, throughput_batch: int = 64, warmup: int = 20, iterations: int = 200,
                        device: Optional[str] = None, threads: Optional[int] = None, limit: Optional[int] = None,
-                       progress: bool = False) -> BenchRow:
-    """Measure one artifact (checkpoint, ONNX file or engine); a user-fixable failure becomes the row's status."""
+                       progress: bool = False, meter: Optional["EnergyMeter"] = None, energy_seconds: float = 2.0) -> BenchRow:
+    """Measure one artifact (checkpoint, ONNX file or engine); a user-fixable failure becomes the row's status.
+
+    With a real energy `meter` (not NullMeter), inference at the throughput batch runs for at least
+    `energy_seconds` under the meter (polling meters need a window of many samples) and the row gets
+    joules per image: the whole device's energy over that window divided by the images inferred."""
     from gear_trt.backends import load_runner
     from gear_trt.evaluate.accuracy import (
         clean_accuracy,
@@ -88,6 +94,12 @@ def benchmark_artifact(path: PathLike, *, model: str = "", data: Optional["Image
             big = min(throughput_batch, runner.max_batch or throughput_batch)
             if big > latency_batch:
                 row.throughput = measure_latency(runner, batch_size=big, warmup=max(2, warmup // 10), iterations=max(10, iterations // 10))
+            if meter is not None and meter.kind != "none":
+                with meter.measure() as m:
+                    window = measure_latency(runner, batch_size=big, warmup=0, iterations=1, min_seconds=energy_seconds)
+                assert m.reading is not None
+                row.joules_per_image = m.reading.per_item(window.batch * window.iterations)
+                row.details["energy"] = {**m.reading.to_dict(), "images": window.batch * window.iterations}
     except GearError as exc:
         row.status = f"failed: {exc.message}"
     return row
@@ -103,7 +115,7 @@ def _ms(v: Optional[float]) -> str:
 
 def format_table(rows: Sequence[BenchRow]) -> str:
     """A fixed-width text table, one line per row."""
-    head = ["model", "precision", "backend", "size KiB", "clean %", "corrupt %", "p50 ms", "p90 ms", "p99 ms", "img/s", "status"]
+    head = ["model", "precision", "backend", "size KiB", "clean %", "corrupt %", "p50 ms", "p90 ms", "p99 ms", "img/s", "mJ/img", "status"]
     lines = [head]
     for r in rows:
         tp = r.throughput or r.latency
@@ -111,10 +123,11 @@ def format_table(rows: Sequence[BenchRow]) -> str:
             r.model, r.precision, r.backend, "-" if r.size_bytes is None else f"{r.size_bytes / 1024:.1f}",
             _pct(r.clean_acc), _pct(r.corruption_acc),
             _ms(r.latency.p50_ms if r.latency else None), _ms(r.latency.p90_ms if r.latency else None), _ms(r.latency.p99_ms if r.latency else None),
-            "-" if tp is None else f"{tp.throughput:.0f}@{tp.batch}", r.status,
+            "-" if tp is None else f"{tp.throughput:.0f}@{tp.batch}",
+            "-" if r.joules_per_image is None else f"{1e3 * r.joules_per_image:.3f}", r.status,
         ])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    out = ["  ".join(str(c).ljust(w) if i in (0, 1, 2, 10) else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in lines]
+    out = ["  ".join(str(c).ljust(w) if i in (0, 1, 2, 11) else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
 

@@ -140,6 +140,19 @@ class RunData:
         return names.index(name) if name in names else len(names)
 
 
+def _eval_record(data: Any, file_name: str) -> dict[str, Any] | None:
+    """A corruption sweep as the pipeline writes it (eval/<stage>.json, flat) or as `gear-trt eval --json`
+    writes it (the sweep under "corruptions"; the model is then named by the file, eval/<stage>-<precision>.json)."""
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("acc"), dict):
+        return {**data, "_file": file_name}
+    sweep = data.get("corruptions")
+    if isinstance(sweep, dict) and isinstance(sweep.get("acc"), dict):
+        return {**sweep, "model": None, "precision": data.get("precision"), "backend": data.get("backend"), "_file": file_name}
+    return None
+
+
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory. Only summary.json is required."""
     run_dir = Path(run_dir)
@@ -162,8 +175,9 @@ def load_run(run_dir: str | Path) -> RunData:
     evals = []
     for path in sorted((run_dir / "eval").glob("*.json")):
         data = _read_json(path, notes)
-        if isinstance(data, dict) and isinstance(data.get("acc"), dict):
-            evals.append({**data, "_file": path.name})
+        record = _eval_record(data, path.name)
+        if record is not None:
+            evals.append(record)
         elif data is not None:
             notes.append(f"eval/{path.name}: no per-corruption 'acc' table; left out")
     bench = _dict(_read_json(run_dir / "bench.json", notes))
@@ -441,13 +455,14 @@ def _deployment_section(run: RunData) -> Section:
         return run.stage_rank(r.get("model")), str(r.get("backend", "")), PRECISION_ORDER.index(prec) if prec in PRECISION_ORDER else 99
 
     rows, points = [], []
-    for r in sorted(run.bench_rows, key=key):
-        lat = _dict(r.get("latency_ms"))
+    for r in sorted(run.bench_rows, key=key):  # rows as gear_trt.evaluate.table.BenchRow.to_dict() writes them
+        lat = _dict(r.get("latency"))
+        speed = _dict(r.get("throughput")) or lat  # throughput at the larger batch, else at the latency batch
         rows.append([_text(r.get("model")), _text(r.get("backend")), _text(r.get("precision")), _fixed(r.get("size_bytes"), 3, MB),
-                     _pct(r.get("clean_acc")), _pct(r.get("robust_acc")), _fixed(lat.get("p50"), 3), _fixed(lat.get("p90"), 3),
-                     _fixed(lat.get("p99"), 3), _fixed(r.get("throughput_ips"), 1), _fixed(r.get("joules_per_image"), 3, 1e-3)])
-        clean, robust = _num(r.get("clean_acc")), _num(r.get("robust_acc"))
-        points.append(DeployPoint(_text(r.get("model")), _text(r.get("backend")), _text(r.get("precision")), _num(lat.get("p50")),
+                     _pct(r.get("clean_acc")), _pct(r.get("corruption_acc")), _fixed(lat.get("p50_ms"), 3), _fixed(lat.get("p90_ms"), 3),
+                     _fixed(lat.get("p99_ms"), 3), _fixed(speed.get("throughput_ips"), 1), _fixed(r.get("joules_per_image"), 3, 1e-3)])
+        clean, robust = _num(r.get("clean_acc")), _num(r.get("corruption_acc"))
+        points.append(DeployPoint(_text(r.get("model")), _text(r.get("backend")), _text(r.get("precision")), _num(lat.get("p50_ms")),
                                   None if clean is None else 100 * clean, None if robust is None else 100 * robust))
     blocks: list[Block] = [("Every exported model on every backend and precision: size of the deployed artifact, accuracy "
                             "measured through that backend, latency percentiles and energy per image where a meter exists."),
