@@ -234,6 +234,27 @@ def test_eval_and_bench_cli(artifacts, tmp_path, capsys):
     assert "clean %" in capsys.readouterr().out
 
 
+def test_bench_of_a_run_feeds_the_report(trained_checkpoint, tmp_path, capsys):
+    """`gear-trt bench RUN` writes RUN/bench.json by default, and `gear-trt report RUN` shows those rows."""
+    import shutil
+
+    from gear_trt.cli.main import main
+    from gear_trt.report import build_report
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_checkpoint, run / "checkpoints" / "backbone.pt")
+    (run / "summary.json").write_text(json.dumps({"pipeline": "gearnn2", "stages": [{"name": "backbone", "params": 1}]}))
+    assert main(["bench", str(run), "--limit", "50", "--iterations", "5", "--warmup", "1", "--throughput-batch", "4",
+                 "--threads", "1", "--energy", "none"]) == 0
+    rows = json.loads((run / "bench.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["model"] == "backbone" and rows[0]["joules_per_image"] is None
+    _, md = build_report(run)
+    deployment = md.read_text().split("## Deployment")[1]
+    line = next(ln for ln in deployment.splitlines() if ln.startswith("| backbone"))
+    assert f"{100 * rows[0]['clean_acc']:.2f}" in line and f"{rows[0]['latency']['p50_ms']:.3f}" in line
+
+
 def test_export_cli_reuses_up_to_date_files(trained_checkpoint, tmp_path, capsys):
     from gear_trt.cli.main import main
 

@@ -11,7 +11,7 @@ wall time, energy, and the time/energy ratios the paper reports for GEARnn-2 vs 
 With --sensitivity: GEARnn-2 at each growth ratio (seed 0) -> OUT/sensitivity.json and sensitivity.png.
 
 Presets: "cpu" = the quick schedule on 500 train / 100 test images per class of CIFAR-10 (JPEG)
-(about 10-15 minutes per seed on a 2-core CPU for vgg19); "paper" = 40/1/40/40 and 160 epochs on the full
+(about 8.5 minutes per seed on a 2-core CPU for vgg19; results in docs/paper_comparison.md); "paper" = 40/1/40/40 and 160 epochs on the full
 data (a GPU job). Runs already finished in OUT are reused (each run directory resumes).
 """
 

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: cpu/cuda/tensorrt; TensorRT: GPU index")
     parser.add_argument("--energy", default="auto", choices=("auto", "nvml", "jtop", "ina3221", "none"),
                         help="energy meter for joules per image (default auto: NVML, jtop, INA3221, else none)")
-    parser.add_argument("--json", metavar="OUT", default=None, help="also write the table as JSON")
+    parser.add_argument("--json", metavar="OUT", default=None,
+                        help="also write the table as JSON (default for a single run directory: RUN/bench.json, which `gear-trt report` reads)")
 
 
 def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
@@ -77,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
                              backends.index(r.backend) if r.backend in backends else 9))
     print(format_table(rows))
-    if args.json:
-        save_table(args.json, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,
+    from gear_trt.export.layout import is_run_dir
+
+    out = args.json or (str(Path(args.sources[0]) / "bench.json") if len(args.sources) == 1 and is_run_dir(args.sources[0]) else None)
+    if out:
+        print(f"bench: {out}", file=sys.stderr)
+        save_table(out, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,
                    warmup=args.warmup, iterations=args.iterations, threads=args.threads, energy_meter=meter.info())
     return 0 if all(r.status == "ok" for r in rows) else 1
