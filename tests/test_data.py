@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import warnings
 import zipfile
 from pathlib import Path
 

@@ -42,7 +42,6 @@ import torch
 
 from gear_trt.data import cache as packed_cache
 from gear_trt.data.cifar import LAYOUT as CIFAR_LAYOUT
-from gear_trt.data.cifar import fingerprint as cifar_fingerprint
 from gear_trt.data.cifar import load_cifar
 from gear_trt.data.decode import IMAGE_EXTENSIONS, DirReader, Reader, ZipReader, pack
 from gear_trt.data.imageset import ImageSet

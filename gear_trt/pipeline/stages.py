@@ -25,7 +25,7 @@ from gear_trt.data.era import ERA, ERAConfig
 from gear_trt.errors import BudgetError, ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
-from gear_trt.models import backbone_spec, build_model, count_params, family, group_names, scaled_spec
+from gear_trt.models import backbone_spec, build_model, family, group_names, scaled_spec
 from gear_trt.pipeline.rundir import RunDir, stage_entry
 from gear_trt.spec import ModelSpec
 from gear_trt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
