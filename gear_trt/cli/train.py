@@ -101,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
     from gear_trt.train import TrainConfig, accuracy_eval, resolve_device, train
     from gear_trt.train.checkpoint import seed_everything
 
+    warmup = min(1.0, opts["epochs"] / 2) if opts["warmup_epochs"] is None else opts["warmup_epochs"]
     config = TrainConfig(
         epochs=opts["epochs"], batch_size=opts["batch_size"], lr=opts["lr"], momentum=opts["momentum"],
         nesterov=opts["nesterov"], weight_decay=opts["weight_decay"], schedule=opts["schedule"],
-        milestones=parse_floats(opts["milestones"], "--milestones"), warmup_epochs=(min(1.0, opts["epochs"] / 2) if opts["warmup_epochs"] is None else opts["warmup_epochs"]),
+        milestones=parse_floats(opts["milestones"], "--milestones"), warmup_epochs=warmup,
         label_smoothing=opts["label_smoothing"], amp=opts["amp"], channels_last=opts["channels_last"],
         seed=opts["seed"], device=opts["device"]).validate()
     device = resolve_device(config.device)

@@ -17,8 +17,9 @@ residual stream, a depthwise conv after a pointwise conv) share one group, hence
 Cross terms (a candidate reading another candidate) are second order in the gates. The expanded
 weights are dense, but by default (`first_order=True`) the candidate rows of every layer are computed
 from the original input channels only, so the cross terms are never evaluated: about half the
-arithmetic of the dense network, with the same gate gradients at gate 0. `first_order=False` evaluates the dense
-network, which equals the grown network exactly when the kept gates are fully open (tests use that).
+arithmetic of the dense network, with the same gate gradients at gate 0. `first_order=False`
+evaluates the dense network, which equals the grown network exactly when the kept gates are fully
+open (tests use that).
 """
 
 from __future__ import annotations
