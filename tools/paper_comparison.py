@@ -181,6 +181,7 @@ def plot_sensitivity(rows: list[dict[str, Any]], path: Path, spread: Optional[di
     a2.legend(handles, [str(h.get_label()) for h in handles], loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
