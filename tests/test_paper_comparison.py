@@ -38,9 +38,12 @@ def test_mean_std_and_formatting(tool):
     assert tool.fmt(mean, std, 100) == "35.00 ± 5.00" and tool.fmt(None, None) == "n/a"
 
 
-def test_sensitivity_plot_is_written(tool, tmp_path):
-    rows = [{"growth_ratio": g, "clean_acc": 0.3 + 0.01 * g, "robust_acc": None if g > 1 else 0.25, "seconds": 60 * g,
-             "params": 1e5 * g} for g in (0.3, 0.6, 1.2)]
+def test_sensitivity_rows_and_plot(tool, tmp_path):
+    runs = [{"seed": k, "clean_acc": 0.30 + 0.02 * k, "robust_acc": 0.25, "seconds": 60.0 + k, "params": 1000} for k in range(3)]
+    row = tool.sensitivity_row(0.6, runs)
+    assert row["clean_acc"] == (pytest.approx(0.32), pytest.approx(0.02)) and row["robust_acc"] == (0.25, 0.0)
+    assert row["seconds"][0] == pytest.approx(61.0) and row["params"][0] == 1000 and row["runs"] == runs
+    rows = [tool.sensitivity_row(g, runs) for g in (0.3, 0.6, 1.2)]
     out = tmp_path / "s.png"
-    tool.plot_sensitivity(rows, out, {"growth_ratio": 0.6, "clean_acc": (0.31, 0.01), "robust_acc": (0.25, 0.02), "seeds": 3})
+    tool.plot_sensitivity(rows, out)
     assert out.read_bytes().startswith(b"\x89PNG")

@@ -8,7 +8,7 @@ For each seed: a GEARnn-2 run fixes the final size; GEARnn-1 grows to the same b
 baselines copy the GEARnn-2 grown spec (--like), so all four end at the same widths or budget.
 Writes OUT/comparison.json and OUT/comparison.md (mean +/- std over seeds: clean and robust accuracy,
 wall time, energy, and the time/energy ratios the paper reports for GEARnn-2 vs Small(D_aug)).
-With --sensitivity: GEARnn-2 at each growth ratio (seed 0) -> OUT/sensitivity.json and sensitivity.png.
+With --sensitivity: GEARnn-2 at each growth ratio and seed -> OUT/sensitivity.json and sensitivity.png (mean ± std).
 
 Presets: "cpu" = the quick schedule on 500 train / 100 test images per class of CIFAR-10 (JPEG)
 (about 8.5 minutes per seed on a 2-core CPU for vgg19; results in docs/paper_comparison.md); "paper" = 40/1/40/40 and 160 epochs on the full
@@ -78,7 +78,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--growth-ratio", type=float, help="default: the paper's ratio for the arch")
     ap.add_argument("--pipelines", nargs="+", choices=PIPELINES, default=list(PIPELINES))
-    ap.add_argument("--sensitivity", type=float, nargs="*", help="growth ratios for the sensitivity study (GEARnn-2, first seed)")
+    ap.add_argument("--sensitivity", type=float, nargs="*", help="growth ratios for the sensitivity study (GEARnn-2, every seed)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
 
@@ -128,53 +128,56 @@ def main(argv: Optional[list[str]] = None) -> int:
         default_ratio = args.growth_ratio if args.growth_ratio is not None else PAPER_GROWTH_RATIO[args.arch]
         sens = []
         for ratio in args.sensitivity:
-            if ratio == default_ratio:  # that run exists already: the first seed's GEARnn-2
-                s = json.loads((args.out / f"gearnn2-s{args.seeds[0]}" / "summary.json").read_text())
-            else:
-                s = run_one(args.out, f"sensitivity-g{ratio}", pipeline="gearnn2", seed=args.seeds[0], growth_ratio=ratio, **base)
-            sens.append({"growth_ratio": ratio, **final(s)})
-        lines = ["", f"## Sensitivity: GEARnn-2 against the growth ratio (seed {args.seeds[0]})", "",
+            runs = []
+            for seed in args.seeds:
+                if ratio == default_ratio:  # that run exists already: the seed's GEARnn-2
+                    s = json.loads((args.out / f"gearnn2-s{seed}" / "summary.json").read_text())
+                else:
+                    s = run_one(args.out, f"sensitivity-g{ratio}-s{seed}", pipeline="gearnn2", seed=seed, growth_ratio=ratio, **base)
+                runs.append({"seed": seed, **final(s)})
+            sens.append(sensitivity_row(ratio, runs))
+        lines = ["", f"## Sensitivity: GEARnn-2 against the growth ratio (mean ± std over seeds {args.seeds})", "",
                  "| growth ratio γ | params | clean % | robust % | wall time s |", "|---|---|---|---|---|"]
         for r in sens:
-            robust = "n/a" if r["robust_acc"] is None else f"{100 * r['robust_acc']:.2f}"
-            lines.append(f"| {r['growth_ratio']} | {r['params']:,} | {100 * r['clean_acc']:.2f} | {robust} | {r['seconds']:.1f} |")
+            lines.append(f"| {r['growth_ratio']} | {r['params'][0]:,.0f} | {fmt(*r['clean_acc'], 100)} | {fmt(*r['robust_acc'], 100)} | "
+                         f"{fmt(*r['seconds'], 1, 1)} |")
         with (args.out / "comparison.md").open("a") as f:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
         (args.out / "sensitivity.json").write_text(json.dumps(sens, indent=2))
-        spread = None
-        if "gearnn2" in table and len(args.seeds) > 1:
-            spread = {"growth_ratio": default_ratio, "clean_acc": table["gearnn2"]["clean_acc"],
-                      "robust_acc": table["gearnn2"]["robust_acc"], "seeds": len(args.seeds)}
-        plot_sensitivity(sens, args.out / "sensitivity.png", spread)
+        plot_sensitivity(sens, args.out / "sensitivity.png")
         print(f"sensitivity: {args.out / 'sensitivity.png'}")
     return 0
 
 
-def plot_sensitivity(rows: list[dict[str, Any]], path: Path, spread: Optional[dict[str, Any]] = None) -> None:
-    """Accuracy and cost against the growth ratio. `spread`: mean +/- std over seeds at one ratio, drawn
-    as error bars so a reader sees how much of the curve is seed noise."""
+def sensitivity_row(ratio: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One growth ratio: (mean, std) over seeds of every final figure, plus the runs themselves."""
+    return {"growth_ratio": ratio, **{k: mean_std([r[k] for r in runs]) for k in ("clean_acc", "robust_acc", "seconds", "params")},
+            "runs": runs}
+
+
+def plot_sensitivity(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy and cost against the growth ratio, mean ± std over seeds (error bars: the seed noise)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     g = [r["growth_ratio"] for r in rows]
+    seeds = max(len(r["runs"]) for r in rows)
+
+    def series(key: str, scale: float) -> tuple[list[float], list[float]]:
+        return [scale * r[key][0] for r in rows], [scale * (r[key][1] or 0.0) for r in rows]
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(g, [100 * r["clean_acc"] for r in rows], "o-", label="clean")
-    if all(r["robust_acc"] is not None for r in rows):
-        a1.plot(g, [100 * r["robust_acc"] for r in rows], "s-", label="robust (mean of 15 corruptions)")
-    if spread is not None:
-        for key, color, shift in (("clean_acc", "tab:blue", -0.012), ("robust_acc", "tab:orange", 0.012)):
-            mean, std = spread[key]
-            if mean is not None:
-                a1.errorbar(spread["growth_ratio"] + shift, 100 * mean, yerr=100 * (std or 0), fmt="none", ecolor=color,
-                            capsize=5, alpha=0.7, label=f"{key.split('_')[0]}: mean ± std over {spread['seeds']} seeds")
-    a1.set(xlabel="growth ratio γ", ylabel="accuracy (%)", title="Accuracy vs growth ratio (first seed)")
+    a1.errorbar(g, *series("clean_acc", 100), fmt="o-", capsize=4, label="clean")
+    if all(r["robust_acc"][0] is not None for r in rows):
+        a1.errorbar([x + 0.01 for x in g], *series("robust_acc", 100), fmt="s-", capsize=4, label="robust (mean of 15 corruptions)")
+    a1.set(xlabel="growth ratio γ", ylabel="accuracy (%)", title=f"Accuracy vs growth ratio (mean ± std, {seeds} seed{'s' * (seeds > 1)})")
     a1.legend(fontsize=8)
-    a2.plot(g, [r["seconds"] / 60 for r in rows], "o-", color="tab:red", label="training time (all stages)")
+    a2.errorbar(g, *series("seconds", 1 / 60), fmt="o-", color="tab:red", capsize=4, label="training time (all stages)")
     a2b = a2.twinx()
-    a2b.plot(g, [r["params"] / 1e6 for r in rows], "s--", color="tab:gray", label="final parameters")
+    a2b.plot(g, [r["params"][0] / 1e6 for r in rows], "s--", color="tab:gray", label="final parameters")
     a2.set(xlabel="growth ratio γ", ylabel="training time (min)", title="Cost vs growth ratio")
     a2b.set_ylabel("final parameters (M)")
     handles = a2.get_legend_handles_labels()[0] + a2b.get_legend_handles_labels()[0]
