@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gear_trt.energy import auto_meter
     from gear_trt.evaluate.table import benchmark_artifact, format_table, save_table
+    from gear_trt.export.layout import is_run_dir
 
     data = None
     if args.data not in ("none", ""):
@@ -78,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
                              backends.index(r.backend) if r.backend in backends else 9))
     print(format_table(rows))
-    from gear_trt.export.layout import is_run_dir
-
     out = args.json or (str(Path(args.sources[0]) / "bench.json") if len(args.sources) == 1 and is_run_dir(args.sources[0]) else None)
     if out:
         print(f"bench: {out}", file=sys.stderr)

@@ -267,15 +267,16 @@ def _stages_section(run: RunData) -> Section:
 
 def stage_points(run: RunData) -> list[Any]:
     """Trade-off points. A pipeline stage costs the time/energy of every stage up to it (its checkpoint
-    needs them all); a baseline costs its own. Unknown along the way -> unknown from there on."""
+    needs them all); a baseline costs its own, and so does a compared run (its entry already holds
+    its whole run's cost). Unknown along the way -> unknown from there on."""
     from gear_trt.report.plots import StagePoint
 
     points = []
     cum_t: float | None = 0.0
     cum_e: float | None = 0.0
-    for st in run.stages:
+    entries = [(st, st.get("kind") == "baseline") for st in run.stages] + [(st, True) for st in run.compared]
+    for st, baseline in entries:
         t, e = _num(st.get("seconds")), _num(st.get("energy_j"))
-        baseline = st.get("kind") == "baseline"
         if baseline:
             time_s, energy = t, e
         else:
@@ -286,11 +287,6 @@ def stage_points(run: RunData) -> list[Any]:
         points.append(StagePoint(_text(st.get("name")), baseline, _num(st.get("params")),
                                  None if clean is None else 100 * clean, None if robust is None else 100 * robust,
                                  time_s, energy))
-    for st in run.compared:  # other runs: their final model at their whole run's cost, drawn like baselines
-        clean, robust = _num(st.get("clean_acc")), _num(st.get("robust_acc"))
-        points.append(StagePoint(_text(st.get("name")), True, _num(st.get("params")),
-                                 None if clean is None else 100 * clean, None if robust is None else 100 * robust,
-                                 _num(st.get("seconds")), _num(st.get("energy_j"))))
     return points
 
 
