@@ -160,9 +160,13 @@ class GrowthCandidates(nn.Module):
 
     # -- keeping the chosen candidates ----------------------------------------------------------------
     @torch.no_grad()
-    def grown(self, keep_split: list[Tensor], keep_new: list[Tensor]) -> tuple[ModelSpec, dict[str, Tensor]]:
+    def grown(self, keep_split: list[Tensor], keep_new: list[Tensor], new_gate: float = 1.0) -> tuple[ModelSpec, dict[str, Tensor]]:
         """The grown spec and its state dict: kept splits become (theta + delta, theta - delta) with the
-        consumers' incoming weights halved, kept new neurons take their trained weights."""
+        consumers' incoming weights halved, kept new neurons take their trained weights with their fan-out
+        scaled by `new_gate` (the gate they were scored at, so the grown net is the expanded net there).
+
+        New channels get identity BatchNorm parameters here; `osg.calibrate_new_channels` then sets them
+        from data so they stay the identity in train mode too."""
         S = [m.nonzero().flatten() for m in keep_split]
         N = [m.nonzero().flatten() for m in keep_new]
         spec = self.spec.with_widths([w + len(a) + len(b) for w, a, b in zip(self.spec.widths, S, N)])
@@ -191,7 +195,7 @@ class GrowthCandidates(nn.Module):
                 u = self.cand[f"{k}__fanout"]
                 fan = u if g is None else torch.cat([u, u[S[g]], self.cand[f"{k}__newnew"][N[g]]])
                 halve = 1 - 0.5 * _col_view(keep_split[gi].to(rows.dtype), rows.dim())
-                rows = torch.cat([rows * halve, rows[:, S[gi]] / 2, fan[:, N[gi]]], dim=1)
+                rows = torch.cat([rows * halve, rows[:, S[gi]] / 2, fan[:, N[gi]] * new_gate], dim=1)
             state[f"{n}.weight"] = rows.detach().clone()
             if layer.bias:
                 b = self.base[f"{n}.bias"]

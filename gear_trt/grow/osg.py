@@ -1,23 +1,19 @@
-"""One-Shot Growth: train candidates for one pass, score them by their gate gradients, keep the best globally.
+"""One-Shot Growth: candidates, scores, one global selection under the budget, function-preserving surgery.
 
-    grow(model, spec, train_loader, budget) -> GrowthResult(spec, state_dict, decisions)
+    grow(model, spec, train_batches, budget) -> GrowthResult(spec, state_dict, ...)
 
-1. Candidates (see candidates.py) around the frozen model; BatchNorm in eval mode so nothing but the
-   candidates moves.
-2. One pass over the training data optimising only the candidates (RMSprop, lr 1e-3, as Firefly) with
-   every gate held at a small `train_gate` (Firefly's epsilon) so each candidate learns to help on its
-   own (first order).
-3. Scores: minus the loss gradient w.r.t. each gate, the first-order estimate of the loss decrease from
-   opening that candidate. By default they come free from the same backward passes, averaged over the
-   last `score_fraction` of the pass (at gate epsilon instead of 0: an O(epsilon) difference), so growth
-   costs one pass of the expanded network; `exact_scores=True` adds a pass at gates exactly 0 with the
-   candidates frozen.
-4. Global selection across all groups by score; each candidate is kept if the grown network still fits
-   the budget (exact accounting, budget.py), so growth is non-uniform wherever the scores are.
-5. Apply: kept splits and new neurons become a new spec plus transferred weights, and BatchNorm
-   running statistics are re-estimated on `recalibrate_batches` batches: new neurons start with
-   identity statistics that do not match their activations, which would otherwise wreck the grown
-   net's eval-mode accuracy until it trains.
+1. Candidates (candidates.py) around the frozen model, filled and scored by a grower (growers.py):
+   firefly (trained split and new-neuron candidates, gate-gradient scores), gradmax (closed form) or
+   random (the control).
+2. Global selection across all groups by score: each candidate is kept while the grown network still
+   fits the budget (exact accounting, budget.py), so growth is non-uniform wherever the scores are.
+   Candidates with a non-positive score are kept only when the budget asks for them (counted).
+3. Surgery keeps the backbone's function: kept splits are theta +/- delta with the consumers halved;
+   kept new neurons enter at the gate they were scored at (firefly) or with fan-out 0. The backbone's
+   BatchNorm statistics are kept as they are; new channels get statistics measured on a few batches
+   with weight = std and bias = mean, so they are the identity in eval *and* train mode.
+4. The first `holdout_batches` batches are never trained on: the loss change the scores predict and the
+   one the grown network realises are both measured there (growth.json).
 """
 
 from __future__ import annotations
@@ -30,26 +26,45 @@ from typing import Any, Callable, Iterable, Optional
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from gear_trt.errors import BudgetError, DataError
+from gear_trt.errors import BudgetError, ConfigError, DataError
+from gear_trt.grow import growers
 from gear_trt.grow.budget import Budget
 from gear_trt.grow.candidates import GrowthCandidates, default_new_counts
-from gear_trt.models import group_names
+from gear_trt.models import build_model, group_names, layer_table
 from gear_trt.spec import ModelSpec
+
+GROWERS = growers.GROWERS
 
 
 @dataclasses.dataclass(frozen=True)
 class GrowthConfig:
+    grower: str = "firefly"  # firefly | gradmax | random (growers.py)
     new_ratio: float = 0.5  # new-neuron candidates per group = ceil(new_ratio x width)
-    lr: float = 1e-3  # RMSprop on the candidates (Firefly)
-    train_gate: float = 0.01  # gate value while candidates train (Firefly's small step epsilon)
-    score_fraction: float = 0.5  # the last part of the pass whose gate gradients are averaged into scores
-    exact_scores: bool = False  # score in a second pass at gates exactly 0 (costs ~one more pass)
+    lr: float = 0.1  # firefly: Adam step relative to each candidate tensor's scale (bound or RMS), cosine-decayed
+    train_gate: float = 0.01  # firefly: gate while candidates train and are scored (Firefly's epsilon)
+    score_fraction: float = 0.5  # firefly: the last part of the pass whose gate gradients are averaged into scores
+    exact_scores: bool = False  # firefly: score in a second pass at gates exactly 0 (costs ~one more pass)
     score_batches: int = 20  # batches for that second pass
-    recalibrate_batches: int = 20  # batches re-estimating BatchNorm statistics of the grown net (0: off)
-    max_batches: Optional[int] = None  # cap on the candidate-training pass (None: one full pass)
+    gradmax_batches: int = 8  # gradmax: batches whose weight gradients are decomposed
+    holdout_batches: int = 2  # batches never trained on; predicted vs realised loss change are measured there
+    calibrate_batches: int = 10  # batches measuring the new channels' BatchNorm statistics
+    max_batches: Optional[int] = None  # cap on the candidate pass (None: one full pass)
     seed: int = 0
+
+    def validate(self) -> "GrowthConfig":
+        if self.grower not in GROWERS:
+            raise ConfigError(f"unknown grower '{self.grower}'", f"choose one of {', '.join(GROWERS)}")
+        if not (self.new_ratio > 0 and np.isfinite(self.new_ratio)):
+            raise ConfigError(f"--new-ratio must be > 0, got {self.new_ratio}", "use e.g. 0.5")
+        if not (0 < self.train_gate <= 1):
+            raise ConfigError(f"train gate must be in (0, 1], got {self.train_gate}", "use e.g. 0.01 (Firefly)")
+        return self
+
+    @property
+    def splits(self) -> bool:
+        """Whether this grower has split candidates (the others only add neurons)."""
+        return self.grower == "firefly"
 
 
 @dataclasses.dataclass
@@ -66,14 +81,20 @@ class GrowthResult:
     seconds: float
     candidate_loss: list[float]
     scores: dict[str, dict[str, list[float]]]  # group -> {"split": [...], "new": [...]}
+    grower: str = "firefly"
+    kept_nonpositive: int = 0  # kept candidates whose score was <= 0 (only to fill the budget)
+    holdout: dict[str, Any] = dataclasses.field(default_factory=dict)  # loss before/after, predicted/realised change
 
     def to_json(self, names: Iterable[str]) -> dict[str, Any]:
         return {
+            "grower": self.grower,
             "group_names": list(names),
             "widths_before": self.widths_before,
             "widths_after": self.widths_after,
             "added_split": self.added_split,
             "added_new": self.added_new,
+            "kept_nonpositive": self.kept_nonpositive,
+            "holdout": self.holdout,
             "budget": self.budget,
             "cost_before": self.cost_before,
             "cost_after": self.cost_after,
@@ -83,21 +104,29 @@ class GrowthResult:
         }
 
 
-def max_reachable(spec: ModelSpec, new_counts: list[int]) -> ModelSpec:
-    """The largest net one shot can make: every neuron split and every new candidate kept."""
-    return spec.with_widths([2 * w + k for w, k in zip(spec.widths, new_counts)])
+class BudgetBelowBackbone(BudgetError):
+    """The budget is smaller than the network growth starts from."""
 
 
-def check_budget(spec: ModelSpec, budget: Budget, new_counts: list[int]) -> None:
+class BudgetBeyondOneShot(BudgetError):
+    """One shot cannot reach the budget with these candidate counts."""
+
+
+def max_reachable(spec: ModelSpec, new_counts: list[int], splits: bool = True) -> ModelSpec:
+    """The largest net one shot can make: every neuron split (if the grower splits) and every new candidate kept."""
+    return spec.with_widths([(2 if splits else 1) * w + k for w, k in zip(spec.widths, new_counts)])
+
+
+def check_budget(spec: ModelSpec, budget: Budget, new_counts: list[int], splits: bool = True) -> None:
     """Clear errors for budgets that are below the start or beyond one shot."""
-    now, top = budget.cost(spec), budget.cost(max_reachable(spec, new_counts))
+    now, top = budget.cost(spec), budget.cost(max_reachable(spec, new_counts, splits))
     if budget.limit < now:
-        raise BudgetError(
+        raise BudgetBelowBackbone(
             f"budget {budget.describe()} is below the backbone itself ({budget.describe(now)})",
             "give a larger budget or start from a smaller backbone",
         )
     if budget.limit > top:
-        raise BudgetError(
+        raise BudgetBeyondOneShot(
             f"budget {budget.describe()} is beyond what one shot can reach from this backbone ({budget.describe(top)})",
             "use --shots N for multi-shot growth, raise --new-ratio, or lower the budget",
         )
@@ -114,75 +143,71 @@ def grow(
 ) -> GrowthResult:
     """Grow `model` (of `spec`) once to fit `budget`. `train_batches()` yields (x, y) for one pass."""
     t0 = time.perf_counter()
+    config.validate()
     device = next(model.parameters()).device
     new_counts = default_new_counts(spec, config.new_ratio)
-    check_budget(spec, budget, new_counts)
+    check_budget(spec, budget, new_counts, config.splits)
     gen = torch.Generator().manual_seed(config.seed)
-    cands = GrowthCandidates(model.eval(), spec, new_counts, gen)
-    expanded = cands.expanded_model()
-    loss_fn = nn.CrossEntropyLoss()
+    model.eval()
+    cands = GrowthCandidates(model, spec, new_counts, gen)
 
-    def forward(x: Tensor, s: list[Tensor], t: list[Tensor]) -> Tensor:
-        return functional_call(expanded, cands.expanded_state(s, t), (x,))
-
-    # 2. candidate training at a small gate; 3. its gate gradients are the scores
-    opt = torch.optim.RMSprop(cands.cand.parameters(), lr=config.lr)
-    s_gate, t_gate = cands.zero_gates(config.train_gate)
-    for g in s_gate + t_gate:
-        g.requires_grad_(True)
-    losses: list[float] = []
+    # The pass: the first batches are held out, the rest stream through the grower; only the batches
+    # needed afterwards (calibration, exact scores) are kept.
     source = train_batches()
-    if hasattr(source, "__len__"):  # stream the pass, keeping only the batches needed afterwards
-        total = len(source) if config.max_batches is None else min(len(source), config.max_batches)  # type: ignore[arg-type]
-        stream: Iterable[tuple[Tensor, Tensor]] = _take(source, total)
+    wanted = config.gradmax_batches if config.grower == "gradmax" else 0 if config.grower == "random" else config.max_batches
+    sized = hasattr(source, "__len__")
+    if not sized:
+        source = list(_take(source, None if wanted is None else config.holdout_batches + wanted))
+    available = len(source)  # type: ignore[arg-type]
+    if available == 0:
+        raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
+    holdout_n = min(config.holdout_batches, available - 1)
+    total = available - holdout_n if wanted is None else max(0, min(available - holdout_n, wanted))
+    it = iter(source)
+    holdout = list(_take(it, holdout_n))
+    keep = max(config.calibrate_batches, config.score_batches if config.exact_scores else 0)
+    tail: deque[tuple[Tensor, Tensor]] = deque(maxlen=max(1, keep))
+
+    def stream() -> Iterable[tuple[Tensor, Tensor]]:
+        for batch in _take(it, total):
+            tail.append(batch)
+            yield batch
+
+    if config.grower == "firefly":
+        result = growers.firefly(cands, stream(), total, lr=config.lr, train_gate=config.train_gate,
+                                 score_fraction=config.score_fraction, device=device, progress=progress)
+        if not result.losses:
+            raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
+        split_scores, new_scores = result.split, result.new
+        if config.exact_scores:
+            split_scores, new_scores = growers.exact_firefly_scores(cands, list(tail)[-config.score_batches:], device, progress)
+    elif config.grower == "gradmax":
+        result = growers.gradmax(cands, model, stream(), total, device=device, progress=progress)
+        split_scores, new_scores = None, result.new
     else:
-        materialised = list(_take(source, config.max_batches))
-        total, stream = len(materialised), materialised
-    if total == 0:
-        raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
-    tail: deque[tuple[Tensor, Tensor]] = deque(maxlen=max(1, config.recalibrate_batches, config.score_batches if config.exact_scores else 0))
-    first_scored = min(total - 1, int(total * (1 - config.score_fraction)))
-    for i, (x, y) in enumerate(stream):
-        if i == first_scored:  # gradients accumulate in the gates from here on
-            for g in s_gate + t_gate:
-                g.grad = None
-        loss = loss_fn(forward(x.to(device), s_gate, t_gate), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        cands.clamp_()
-        losses.append(float(loss.detach()))
-        tail.append((x, y))
-        if progress:
-            progress("candidates", i + 1, total, losses[-1])
-    if not losses:
-        raise DataError("growth needs training batches, the loader yielded none", "check the data source and batch size")
-    batches = list(tail)
-    # (a source shorter than its len() never reset the gate gradients: they then cover every batch)
-    scored, gates = (len(losses) - first_scored if len(losses) > first_scored else len(losses)), s_gate + t_gate
+        result = growers.random_insertion(cands, gen)
+        split_scores, new_scores = None, result.new
+    calibration = list(tail)[-config.calibrate_batches:] if tail else []
+    for batch in _take(it, max(0, config.calibrate_batches - len(calibration))):  # top up from the unused batches
+        calibration.append(batch)
+    if not calibration:
+        calibration = holdout
+    assert split_scores is None or config.splits
+    splits = split_scores if split_scores is not None else [np.full(w, -np.inf) for w in spec.widths]
 
-    if config.exact_scores:
-        gates = [torch.zeros_like(g).requires_grad_(True) for g in gates]
-        for p in cands.cand.parameters():
-            p.requires_grad_(False)
-        score_set = batches[-config.score_batches :]
-        for i, (x, y) in enumerate(score_set):
-            loss_fn(forward(x.to(device), gates[: len(s_gate)], gates[len(s_gate) :]), y.to(device)).backward()
-            if progress:
-                progress("scores", i + 1, len(score_set), 0.0)
-        scored = len(score_set)
-    scores = [-(g.grad / scored).cpu().numpy() for g in gates]
-    split_scores, new_scores = scores[: len(s_gate)], scores[len(s_gate) :]
+    keep_split, keep_new, cost_after = select(spec, budget, splits, new_scores, allow_split=config.splits)
+    new_gate = config.train_gate if config.grower == "firefly" else 1.0  # gradmax/random: fan-out is 0 anyway
+    grown_spec, state = cands.grown([torch.from_numpy(k).to(device) for k in keep_split],
+                                    [torch.from_numpy(k).to(device) for k in keep_new], new_gate=new_gate)
+    state = calibrate_new_channels(grown_spec, state, [int(k.sum()) for k in keep_new], calibration, device)
 
-    # 4. global selection under the budget
-    keep_split, keep_new, cost_after = select(spec, budget, split_scores, new_scores)
-
-    # 5. apply
-    grown_spec, state = cands.grown(
-        [torch.from_numpy(k).to(device) for k in keep_split], [torch.from_numpy(k).to(device) for k in keep_new]
-    )
-    if config.recalibrate_batches:
-        state = recalibrate_batchnorm(grown_spec, state, batches[: config.recalibrate_batches], device)
+    kept_scores = [sc[k] for sc, k in zip(splits, keep_split)] + [sc[k] for sc, k in zip(new_scores, keep_new)]
+    # first order: a kept split moves its gate 0 -> 1, a kept new neuron 0 -> new_gate; gradmax/random keep
+    # the function exactly (fan-out 0), so they predict no change until training resumes
+    predicted = 0.0
+    if config.grower == "firefly":
+        predicted = -float(sum(sc[k].sum() for sc, k in zip(splits, keep_split)))
+        predicted -= new_gate * float(sum(sc[k].sum() for sc, k in zip(new_scores, keep_new)))
     names = group_names(spec)
     return GrowthResult(
         spec=grown_spec,
@@ -195,33 +220,82 @@ def grow(
         cost_before=budget.cost(spec),
         cost_after=cost_after,
         seconds=time.perf_counter() - t0,
-        candidate_loss=losses,
-        scores={n: {"split": _sig(a), "new": _sig(b)} for n, a, b in zip(names, split_scores, new_scores)},
+        candidate_loss=result.losses,
+        scores={n: {"split": _sig(a) if config.splits else [], "new": _sig(b)} for n, a, b in zip(names, splits, new_scores)},
+        grower=config.grower,
+        kept_nonpositive=int(sum((k <= 0).sum() for k in kept_scores)),
+        holdout=_holdout_change(model, grown_spec, state, holdout, predicted, device),
     )
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(spec: ModelSpec, state: dict[str, Tensor], batches: list[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Tensor]:
-    """Re-estimate every BatchNorm's running mean/var as the exact average over `batches` (weights untouched)."""
-    from gear_trt.models import build_model
+def calibrate_new_channels(spec: ModelSpec, state: dict[str, Tensor], added_new: list[int],
+                           batches: list[tuple[Tensor, Tensor]], device: torch.device) -> dict[str, Tensor]:
+    """Give each new channel's BatchNorm the mean/var of its input on `batches`, weight = std, bias = mean.
 
-    model = build_model(spec).to(device)
+    The channel then passes its input through unchanged in eval mode (running statistics) and, up to
+    batch noise, in train mode (batch statistics): the grown net computes what the expanded net did at
+    the kept gates in both modes. Every other channel keeps the backbone's statistics as they are."""
+    model = build_model(spec).to(device).eval()
     model.load_state_dict(state)
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average
-    model.train()
-    for x, _ in batches:
-        model(x.to(device))
-    for bn in bns:
-        bn.momentum = 0.1
-    new_state = model.state_dict()
-    return {k: (new_state[k].detach().clone() if "running_" in k else v) for k, v in state.items()}
+    bns = {layer.name: layer.out_group for layer in layer_table(spec) if layer.kind == "bn"}
+    sums: dict[str, tuple[Any, Any, float]] = {}  # BatchNorm -> (sum, sum of squares, count) per channel
+
+    def hook(name: str) -> Callable[..., None]:
+        def record(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            x = inputs[0].double()
+            dims = [0, 2, 3] if x.dim() == 4 else [0]
+            n = x.numel() / x.shape[1]
+            s1, s2, count = sums.get(name, (0.0, 0.0, 0.0))
+            sums[name] = (s1 + x.sum(dims), s2 + x.pow(2).sum(dims), count + n)
+        return record
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(hook(name)) for name, g in bns.items()
+               if g is not None and added_new[g] > 0]
+    try:
+        for x, _ in batches:
+            model(x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    out = dict(state)
+    for name, (s1, s2, n) in sums.items():
+        g = bns[name]
+        assert g is not None
+        k = added_new[g]
+        mean = s1 / n
+        var = (s2 / n - mean.pow(2)).clamp_min(0)
+        bn = model.get_submodule(name)
+        assert isinstance(bn, nn.BatchNorm2d)
+        sl = slice(spec.widths[g] - k, spec.widths[g])
+        for key, value in (("running_mean", mean), ("running_var", var), ("weight", (var + bn.eps).sqrt()), ("bias", mean)):
+            t = out[f"{name}.{key}"].clone()
+            t[sl] = value[sl].to(t.dtype)
+            out[f"{name}.{key}"] = t
+    return out
+
+
+@torch.no_grad()
+def _holdout_change(model: nn.Module, spec: ModelSpec, state: dict[str, Tensor], batches: list[tuple[Tensor, Tensor]],
+                    predicted: float, device: torch.device) -> dict[str, Any]:
+    """Mean cross-entropy of the backbone and of the grown net (eval mode) on batches never trained on."""
+    if not batches:
+        return {}
+    grown = build_model(spec).to(device).eval()
+    grown.load_state_dict(state)
+    model.eval()
+
+    def loss(net: nn.Module) -> float:
+        total = sum(float(nn.functional.cross_entropy(net(x.to(device)), y.to(device), reduction="sum")) for x, y in batches)
+        return total / sum(len(y) for _, y in batches)
+
+    before, after = loss(model), loss(grown)
+    return {"batches": len(batches), "images": sum(len(y) for _, y in batches), "loss_before": round(before, 6),
+            "loss_after": round(after, 6), "predicted_change": float(f"{predicted:.6g}"), "realised_change": round(after - before, 6)}
 
 
 def select(
-    spec: ModelSpec, budget: Budget, split_scores: list[np.ndarray], new_scores: list[np.ndarray]
+    spec: ModelSpec, budget: Budget, split_scores: list[np.ndarray], new_scores: list[np.ndarray], allow_split: bool = True
 ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Greedy global selection: best score first, kept while the grown net fits the budget.
 
@@ -230,7 +304,7 @@ def select(
     cands = [
         (-float(sc), gi, kind, j)
         for gi, (ss, ns) in enumerate(zip(split_scores, new_scores))
-        for kind, arr in ((0, ss), (1, ns))
+        for kind, arr in (((0, ss), (1, ns)) if allow_split else ((1, ns),))
         for j, sc in enumerate(arr)
     ]
     cands.sort()
@@ -255,7 +329,9 @@ def _sig(a: np.ndarray) -> list[float]:
 
 
 def _take(it: Iterable[Any], n: Optional[int]) -> Iterable[Any]:
+    if n is not None and n <= 0:
+        return
     for i, item in enumerate(it):
-        if n is not None and i >= n:
-            return
         yield item
+        if n is not None and i + 1 >= n:
+            return
