@@ -69,7 +69,7 @@ def _temp_beside(path: Path) -> Path:
             continue
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp_path)` on a temp file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     with writing(path):

@@ -398,11 +398,12 @@ def _deployment_section(run: RunData) -> Section:
     for r in sorted(run.bench_rows, key=key):
         lat = r.latency
         speed = r.throughput or lat  # throughput at the larger batch, else at the latency batch
+        p50, p90, p99 = (None, None, None) if lat is None else (lat.p50_ms, lat.p90_ms, lat.p99_ms)
         rows.append([_text(r.model), _text(r.backend), _text(r.precision), _fixed(r.size_bytes, 3, MB),
-                     _pct(r.clean_acc), _pct(r.corruption_acc), _fixed(lat and lat.p50_ms, 3), _fixed(lat and lat.p90_ms, 3),
-                     _fixed(lat and lat.p99_ms, 3), _fixed(speed and speed.throughput, 1), _fixed(r.joules_per_image, 3, 1e-3)])
+                     _pct(r.clean_acc), _pct(r.corruption_acc), _fixed(p50, 3), _fixed(p90, 3), _fixed(p99, 3),
+                     _fixed(None if speed is None else speed.throughput, 1), _fixed(r.joules_per_image, 3, 1e-3)])
         clean, robust = r.clean_acc, r.corruption_acc
-        points.append(DeployPoint(_text(r.model), _text(r.backend), _text(r.precision), num(lat and lat.p50_ms),
+        points.append(DeployPoint(_text(r.model), _text(r.backend), _text(r.precision), num(p50),
                                   None if clean is None else 100 * clean, None if robust is None else 100 * robust))
     blocks: list[Block] = [("Every exported model on every backend and precision: size of the deployed artifact, accuracy "
                             "measured through that backend, latency percentiles and energy per image where a meter exists."),
