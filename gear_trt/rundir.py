@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from gear_trt import __version__
 from gear_trt.errors import ArtifactError, ConfigError, GearError, RunLocked, StorageError
-from gear_trt.io import atomic_write_json, sha256_file, writing
+from gear_trt.io import atomic_write_json, json_default, sha256_file, writing
 from gear_trt.records import RunSummary, StageEntry
 
 try:
@@ -485,7 +485,7 @@ class Manifest:
 
 def _jsonable(obj: Mapping[str, Any]) -> Any:
     """How `obj` reads back from manifest.json (tuples become lists...), so params compare equal."""
-    return json.loads(json.dumps(dict(obj), default=str))
+    return json.loads(json.dumps(dict(obj), default=json_default))
 
 
 # --- the lock: an flock on RUN_DIR/.lock, held for the life of the process -----------------------------------
