@@ -37,3 +37,11 @@ class ArtifactError(GearError):
 
 class BackendUnavailable(GearError):
     """An optional backend (TensorRT, CUDA, ModelOpt) is not installed or has no device."""
+
+
+class StorageError(GearError):
+    """A write refused by the file system: the disk is full, read-only or over quota."""
+
+
+class RunLocked(GearError):
+    """A run directory that another live process is writing."""

@@ -138,7 +138,7 @@ def test_stage_entry_follows_the_summary_schema():
 
     spec = scaled_spec("resnet18", 0.1)
     entry = stage_entry("backbone", checkpoint="checkpoints/backbone.pt", spec=spec.to_dict(), kind="train",
-                        epochs=3, seconds=1.5, clean_acc=0.4)
+                        epochs=3, seconds=1.5, clean_acc=0.4).to_dict()
     n = count_params(spec)
     # deployed sizes: BatchNorm folded into the conv before it (its 2 parameters per channel become one bias)
     bn_channels = sum(m.num_features for m in build_model(spec).modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -156,3 +156,73 @@ def test_rundir_does_not_import_torch(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
     assert "torch" in environment()  # the version is still recorded, from package metadata
+
+
+def test_one_rule_for_a_run_directory_and_every_path_from_rundir(home):
+    from gear_trt.export.layout import source_checkpoints
+
+    (home / "plain").mkdir()
+    assert not RunDir.is_run_dir(home / "plain") and not RunDir.is_run_dir(home / "missing")
+    for marker in ("manifest.json", "summary.json", "checkpoints"):
+        d = home / f"with-{marker}"
+        d.mkdir()
+        (d / marker).mkdir() if marker == "checkpoints" else (d / marker).write_text("{}")
+        assert RunDir.is_run_dir(d) and RunDir.open(d).path == d.resolve()
+    run = RunDir.create(home / "run", "grow", argv=[])
+    assert RunDir.is_run_dir(run.path)
+    for stage in ("backbone", "grown"):
+        run.checkpoint(stage).write_bytes(b"x")
+        with run.manifest.run_stage(stage) as out:
+            out["artifacts"].append(run.checkpoint(stage))
+            out["entry"] = {"name": stage, "checkpoint": run.rel(run.checkpoint(stage))}
+    # no summary.json yet: the order comes from the manifest; export puts files where RunDir says
+    assert [(c.name, c.path, c.onnx_dir, c.engine_dir) for c in source_checkpoints(run.path)] == [
+        (s, run.checkpoint(s), run.onnx_dir, run.engines_dir) for s in ("backbone", "grown")]
+    assert run.eval_path("era", "int8") == run.path / "eval" / "era-int8.json" and run.bench_path == run.path / "bench.json"
+
+
+def test_the_summary_is_a_view_of_the_manifest(home):
+    run = RunDir.create(home / "run", "grow", argv=[])
+    for stage, acc in (("backbone", 0.5), ("grown", 0.7)):
+        with run.manifest.run_stage(stage) as out:
+            out["entry"] = {"name": stage, "checkpoint": f"checkpoints/{stage}.pt", "clean_acc": acc, "augmented": False}
+    with pytest.raises(RuntimeError):
+        with run.manifest.run_stage("robust"):
+            raise RuntimeError("killed")
+    header = {"pipeline": "gearnn2", "arch": "vgg19", "seed": 0, "data": "builtin", "preset": "quick"}
+    run.write_summary(run.current_summary(header))
+    first = run.read_summary()
+    assert [s["name"] for s in first["stages"]] == ["backbone", "grown"]  # the failed stage is not a result
+    assert first["stages"][1]["clean_acc"] == 0.7 and first["stages"][1]["augmented"] is False and first["preset"] == "quick"
+    run.summary_path.unlink()
+    again = RunDir.create(run.path, "grow", resume=True, argv=[])
+    assert again.current_summary(header).to_dict() == first  # rebuilt from the manifest alone
+
+
+def test_records_write_the_old_shapes_and_read_any_version():
+    from gear_trt.records import BenchRow, CorruptionEval, LatencyStats, RunSummary, StageEntry
+
+    entry = {"name": "grow", "checkpoint": "checkpoints/grow.pt", "params": 1200, "param_bytes": {"fp32": 4800, "int8": 1200},
+             "widths": [4, 8], "clean_acc": 0.61, "robust_acc": None, "seconds": 2.5, "energy_j": None, "epochs": 1,
+             "kind": "grow", "augmented": False, "budget": "1,200 parameters"}
+    assert StageEntry.from_dict(entry).to_dict() == entry  # extras written flat, as stage_entry always did
+    summary = {"pipeline": "gearnn2", "arch": "vgg19", "seed": 0, "data": "builtin", "preset": "quick", "stages": [entry]}
+    assert RunSummary.from_dict(summary).to_dict() == summary
+    old = StageEntry.from_dict({"name": "x", "params": "many", "clean_acc": float("nan"), "widths": "8 8", "seconds": True})
+    assert (old.params, old.clean_acc, old.widths, old.seconds) == (None, None, [], None)
+    assert StageEntry.from_dict("junk") is None
+    assert [s.name for s in RunSummary.from_dict({"stages": [{"name": "a"}, 3, None]}).stages] == ["a"]
+
+    row = BenchRow("era", "int8", "onnxruntime", "onnx/era.int8.onnx", 1000, 0.8, 0.6,
+                   LatencyStats(1, 10, 2, 0.5, 0.6, 0.7, 0.55, 0.4), None, None, details={"runner": {"threads": 1}})
+    assert BenchRow.from_dict(row.to_dict()) == row
+    bare = BenchRow.from_dict({"model": "m", "latency": {"p50_ms": 1.0}})
+    assert bare.latency is not None and bare.latency.p50_ms == 1.0 and bare.size_bytes is None and bare.status == "ok"
+
+    sweep = {"acc": {"fog": {"1": 0.5, "3": None}}, "clean_acc": 0.9}
+    flat = CorruptionEval.from_dict({**sweep, "model": "era", "precision": "fp32", "backend": "torch"}, "era.json")
+    nested = CorruptionEval.from_dict({"precision": "int8", "backend": "onnxruntime", "corruptions": {**sweep, "model": "x.onnx"}},
+                                      "era-int8.json")
+    assert (flat.model, flat.precision, flat.mean_corruption_acc) == ("era", "fp32", 0.5)
+    assert (nested.model, nested.precision, nested.backend) == ("era", "int8", "onnxruntime")
+    assert CorruptionEval.from_dict({"clean": 1}, "x.json") is None

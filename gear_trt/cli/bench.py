@@ -32,18 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
     """(row name, artifact) for every file, and for a run directory its checkpoints, ONNX files and engines."""
     from gear_trt.errors import ArtifactError
-    from gear_trt.export.layout import base_name, is_run_dir, run_checkpoints
+    from gear_trt.export.layout import base_name, run_checkpoints
+    from gear_trt.rundir import RunDir
 
     out: list[tuple[str, Path]] = []
     for s in sources:
         p = Path(s)
-        if is_run_dir(p):
+        if RunDir.is_run_dir(p):
             for cp in run_checkpoints(p):
                 out.append((cp.name, cp.path))
-            for folder in (p / "onnx", p / "engines"):
-                for f in sorted(folder.glob("*")) if folder.is_dir() else []:
-                    if f.suffix in (".onnx", ".engine", ".plan", ".trt"):
-                        out.append((base_name(f).split(".")[0], f))
+            for f in RunDir(p).deploy_artifacts():
+                out.append((base_name(f).split(".")[0], f))
         elif p.is_file():
             out.append((base_name(p) if p.suffix == ".onnx" else p.stem.split(".")[0], p))
         else:
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gear_trt.energy import auto_meter
     from gear_trt.evaluate.table import benchmark_artifact, format_table, save_table
-    from gear_trt.export.layout import is_run_dir
+    from gear_trt.rundir import RunDir
 
     data = None
     if args.data not in ("none", ""):
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
                              backends.index(r.backend) if r.backend in backends else 9))
     print(format_table(rows))
-    out = args.json or (str(Path(args.sources[0]) / "bench.json") if len(args.sources) == 1 and is_run_dir(args.sources[0]) else None)
+    out = args.json or (str(RunDir(args.sources[0]).bench_path) if len(args.sources) == 1 and RunDir.is_run_dir(args.sources[0]) else None)
     if out:
         print(f"bench: {out}", file=sys.stderr)
         save_table(out, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,

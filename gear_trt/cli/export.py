@@ -43,15 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_data(source: Path) -> Any:
-    import json
+    """The data source the run at `source` trained on (None if unknown)."""
+    from gear_trt.errors import ArtifactError
+    from gear_trt.rundir import RunDir
 
-    summary = source / "summary.json"
-    if summary.is_file():
-        try:
-            return json.loads(summary.read_text(encoding="utf-8")).get("data")
-        except (OSError, ValueError):
-            return None
-    return None
+    try:
+        summary = RunDir(source).load_summary()
+    except ArtifactError:
+        return None
+    return summary.data if summary is not None else None
 
 
 def export_settings(args: argparse.Namespace, checkpoints: list[Any]) -> tuple[Any, Any]:

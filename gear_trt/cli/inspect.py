@@ -82,12 +82,9 @@ def describe_run(path: Path) -> dict[str, Any]:
 
     run = RunDir.open(path)
     summary = run.read_summary()
-    manifest = run.read_json("manifest.json") or {}
+    manifest = run.read_json(run.manifest_path) or {}
     stages = manifest.get("stages", {})
-    ordered: list[Path] = []
-    for st in (summary or {}).get("stages", []):  # the pipeline's order first, then any other checkpoint
-        if st.get("checkpoint") and (run.path / st["checkpoint"]).is_file():
-            ordered.append(run.path / st["checkpoint"])
+    ordered = [p for _, p in run.stage_checkpoints()]  # the pipeline's order first, then any other checkpoint
     ordered += sorted(p for p in run.checkpoints.glob("*.pt") if p not in ordered) if run.checkpoints.is_dir() else []
     checkpoints, unreadable = [], {}
     for p in ordered:

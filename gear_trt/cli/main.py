@@ -58,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GearError as exc:
         print(f"gear-trt {args.command}: error: {exc.message}" + (f" -- fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
         return 2
+    except Exception as exc:  # a full or read-only disk met outside the run directory's own writes: still one line
+        from gear_trt.io import storage_error
+
+        err = storage_error(exc, getattr(exc, "filename", None) or "a file")
+        if err is None:
+            raise
+        print(f"gear-trt {args.command}: error: {err.message} -- fix: {err.fix}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"gear-trt {args.command}: interrupted; finished stages and checkpoints are kept (re-run with --resume)", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from gear_trt.errors import ArtifactError, ConfigError
 from gear_trt.spec import FAMILIES
 
 STAGE = "train"
-CHECKPOINT = "checkpoints/final.pt"
+FINAL = "final"  # the checkpoint's name: RUN_DIR/checkpoints/final.pt
 AUGMENTS = ("standard", "era", "none")
 
 # Every option's default. Flags default to None so a resumed run can tell "given" from "default".
@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = RunDir.create(out, "train", resume=True, argv=sys.argv[1:])
         saved = (run_dir.read_config() or {}).get("options", {})
-        if not (run_dir.path / CHECKPOINT).exists():
-            raise ArtifactError(f"{run_dir.path} has no {CHECKPOINT} to resume from",
+        if not run_dir.checkpoint(FINAL).exists():
+            raise ArtifactError(f"{run_dir.path} has no {run_dir.rel(run_dir.checkpoint(FINAL))} to resume from",
                                 "drop --resume and start a new run (choose a new --out)")
     opts = resolve_options(args, saved)
     _check_options(opts)
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from gear_trt.models import build_model
 
     model = build_model(spec)
-    ckpt = run_dir.path / CHECKPOINT
+    ckpt = run_dir.checkpoint(FINAL)
     log = run_dir.logger(STAGE)
     params = {"options": opts, "spec": spec.to_dict()}
     with run_dir.manifest.run_stage(STAGE, params) as record:
@@ -141,17 +141,16 @@ def run(args: argparse.Namespace) -> int:
                        extra={"data": data_info, "augment": opts["augment"], "jsd": opts["jsd"]},
                        eval_fn=accuracy_eval(test_loader, amp=config.amp, channels_last=config.channels_last),
                        loss_fn=loss_fn, resume=args.resume, log=log, quiet=args.quiet)
+        metrics = result.metrics
+        entry = stage_entry(STAGE, checkpoint=run_dir.rel(ckpt), spec=spec.to_dict(), kind="train", epochs=config.epochs,
+                            seconds=metrics.get("seconds_total"), clean_acc=metrics.get("test_acc"),
+                            augment=opts["augment"], train_acc=metrics.get("train_acc"))
         record["artifacts"].append(ckpt)
         record["metrics"].update({k: result.metrics.get(k) for k in ("test_acc", "train_acc", "loss", "epochs", "seconds_total")})
-
-    metrics = result.metrics
-    entry = stage_entry(STAGE, checkpoint=CHECKPOINT, spec=spec.to_dict(), kind="train", epochs=config.epochs,
-                        seconds=metrics.get("seconds_total"), clean_acc=metrics.get("test_acc"),
-                        augment=opts["augment"], train_acc=metrics.get("train_acc"))
-    run_dir.write_summary({"pipeline": "train", "arch": spec.family, "seed": config.seed, "data": opts["data"],
-                           "stages": [entry]})
+        record["entry"] = entry
+    run_dir.write_summary(run_dir.current_summary({"pipeline": "train", "arch": spec.family, "seed": config.seed, "data": opts["data"]}))
     note = " (already complete)" if result.epochs_run == 0 else ""
-    print(f"{spec.family} {entry['params']:,} params, {config.epochs} epoch{'s' if config.epochs != 1 else ''}{note}: "
+    print(f"{spec.family} {entry.params:,} params, {config.epochs} epoch{'s' if config.epochs != 1 else ''}{note}: "
           f"test acc {100 * (metrics.get('test_acc') or 0):.2f}%, train loss {metrics.get('loss', float('nan')):.4f}, "
           f"{metrics.get('seconds_total') or 0:.1f} s on {device} -> {ckpt}")
     return 0

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gear_trt.errors import ConfigError
+from gear_trt.records import LatencyStats  # the record bench.json holds (the report reads it back)
 
 if TYPE_CHECKING:
     from gear_trt.backends.base import Runner
-
-
-@dataclasses.dataclass(frozen=True)
-class LatencyStats:
-    batch: int
-    iterations: int
-    warmup: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-
-    @property
-    def throughput(self) -> float:
-        """Images per second at this batch size (from the mean call time)."""
-        return self.batch * 1e3 / self.mean_ms if self.mean_ms > 0 else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "throughput_ips": self.throughput}
 
 
 def measure_latency(runner: "Runner", *, batch_size: int = 1, warmup: int = 20, iterations: int = 200, min_seconds: float = 0.0,

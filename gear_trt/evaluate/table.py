@@ -7,7 +7,6 @@ the engine in TensorRT), so a precision's accuracy cost and speed gain sit side 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -15,35 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from gear_trt.errors import GearError
-from gear_trt.evaluate.latency import LatencyStats, measure_latency
+from gear_trt.evaluate.latency import measure_latency
+from gear_trt.records import BenchRow  # the rows bench.json holds (the report reads them back)
 
 if TYPE_CHECKING:
     from gear_trt.data.imageset import ImageSet
     from gear_trt.energy import EnergyMeter
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-@dataclasses.dataclass
-class BenchRow:
-    model: str
-    precision: str
-    backend: str
-    artifact: str
-    size_bytes: Optional[int] = None
-    clean_acc: Optional[float] = None
-    corruption_acc: Optional[float] = None
-    latency: Optional[LatencyStats] = None  # batch 1
-    throughput: Optional[LatencyStats] = None  # a larger batch
-    joules_per_image: Optional[float] = None  # at the throughput batch; None without an energy meter
-    status: str = "ok"
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["latency"] = self.latency.to_dict() if self.latency else None
-        d["throughput"] = self.throughput.to_dict() if self.throughput else None
-        return d
 
 
 def artifact_size(path: PathLike) -> int:

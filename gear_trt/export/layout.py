@@ -1,4 +1,6 @@
-"""Where deployment artifacts live, and what a command's SOURCE argument names.
+"""How deployment artifacts are named, and what a command's SOURCE argument names.
+
+Inside a run, the folders come from RunDir (gear_trt.rundir, the one owner of a run's layout):
 
     RUN_DIR/checkpoints/<stage>.pt
     RUN_DIR/onnx/<stage>.<precision>.onnx          fp32 | fp16 | int8 (Q/DQ)
@@ -12,13 +14,13 @@ Outside a run, files go next to their source: ckpt.pt -> ckpt.<precision>.onnx -
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from gear_trt.errors import ArtifactError, ConfigError
+from gear_trt.rundir import RunDir
 
 PathLike = Union[str, "os.PathLike[str]"]
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -55,42 +57,25 @@ def base_name(onnx_path: PathLike) -> str:
     return _PRECISION_SUFFIX.sub("", stem)
 
 
-def is_run_dir(path: PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and ((path / "summary.json").is_file() or (path / "checkpoints").is_dir())
-
-
 def run_checkpoints(run_dir: PathLike, stages: Optional[Sequence[str]] = None) -> list[Checkpoint]:
     """The checkpoints of a run, in pipeline order (summary.json), optionally only `stages`."""
-    run_dir = Path(run_dir)
-    found: list[tuple[str, Path]] = []
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            stages_info = json.loads(summary.read_text(encoding="utf-8")).get("stages", [])
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{summary} is unreadable ({exc})", "re-run the pipeline or pass checkpoints directly") from None
-        for st in stages_info:
-            ckpt = st.get("checkpoint")
-            if st.get("name") and ckpt and (run_dir / ckpt).is_file():
-                found.append((str(st["name"]), run_dir / ckpt))
+    run = RunDir.open(run_dir)
+    found = run.stage_checkpoints()
     if not found:
-        found = [(p.stem, p) for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
-    if not found:
-        raise ArtifactError(f"{run_dir} has no checkpoints", "run `gear-trt grow` first, or pass a checkpoint (.pt) or ONNX file")
+        raise ArtifactError(f"{run.path} has no checkpoints", "run `gear-trt grow` first, or pass a checkpoint (.pt) or ONNX file")
     if stages:
         names = [n for n, _ in found]
         unknown = [s for s in stages if s not in names]
         if unknown:
-            raise ConfigError(f"{run_dir} has no stage(s) {', '.join(unknown)}", f"choose from {', '.join(names)}")
+            raise ConfigError(f"{run.path} has no stage(s) {', '.join(unknown)}", f"choose from {', '.join(names)}")
         found = [(n, p) for n, p in found if n in stages]
-    return [Checkpoint(n, p, run_dir / "onnx", run_dir / "engines") for n, p in found]
+    return [Checkpoint(n, p, run.onnx_dir, run.engines_dir) for n, p in found]
 
 
 def source_checkpoints(source: PathLike, stages: Optional[Sequence[str]] = None, out: Optional[PathLike] = None) -> list[Checkpoint]:
     """A run directory's checkpoints, or one checkpoint file; `out` overrides where ONNX/engines go."""
     source = Path(source)
-    if is_run_dir(source):
+    if RunDir.is_run_dir(source):
         cps = run_checkpoints(source, stages)
     elif source.is_file() and source.suffix in (".pt", ".pth"):
         cps = [Checkpoint(source.stem, source, source.parent, source.parent)]

@@ -26,7 +26,8 @@ from gear_trt.errors import BudgetError, ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.models import backbone_spec, build_model, family, group_names, scaled_spec
-from gear_trt.pipeline.rundir import RunDir, stage_entry
+from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
+from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
 from gear_trt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from gear_trt.train.jsd import era_loss
@@ -117,11 +118,10 @@ class Context:
         self.classes = list(self.train_set.classes)
         self.test_loader = BatchLoader(self.test_set, 256, train=False, device=self.device)
         self.era = ERA(ERAConfig(width=opts.era_width, depth=opts.era_depth, severity=opts.era_severity, jsd=opts.jsd))
-        self.summary: dict[str, Any] = run.read_summary() or {}
-        self.summary.update(pipeline=opts.pipeline, arch=opts.arch, seed=opts.seed, data=opts.data, preset=opts.preset)
-        self.summary.setdefault("stages", [])
         self.meter = _energy_meter()
-        self.summary["energy_meter"] = self.meter.source if self.meter else "none"
+        # summary.json = this header + the finished stages' entries, always rebuilt from the manifest
+        self.header: dict[str, Any] = dict(pipeline=opts.pipeline, arch=opts.arch, seed=opts.seed, data=opts.data, preset=opts.preset,
+                                           energy_meter=self.meter.source if self.meter else "none")
         if self.meter is not None:
             run.manifest.data["energy_meter"] = self.meter.info()
             run.manifest.save()
@@ -133,9 +133,13 @@ class Context:
     def epochs(self, n: int) -> int:
         return max(1, round(n * self.opts.epochs_scale))
 
-    def record(self, entry: dict[str, Any]) -> None:
-        self.summary["stages"] = [s for s in self.summary["stages"] if s["name"] != entry["name"]] + [entry]
-        self.run.write_summary(self.summary)
+    def write_summary(self, totals: bool = False) -> RunSummary:
+        summary = self.run.current_summary(self.header, rebuild=rebuild_entry)
+        if totals:
+            summary.extra["total_seconds"] = sum(s.seconds or 0 for s in summary.stages)
+            summary.extra["total_energy_j"] = _sum_or_none(s.energy_j for s in summary.stages)
+        self.run.write_summary(summary)
+        return summary
 
 
 def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -166,10 +170,7 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
         _train_stage(ctx, "small", build_model(spec), spec, ctx.epochs(ctx.preset.baseline_epochs), opts.pipeline == "small-aug", "baseline")
     if ctx.meter is not None:
         ctx.meter.close()
-    ctx.summary["total_seconds"] = sum(s.get("seconds") or 0 for s in ctx.summary["stages"])
-    ctx.summary["total_energy_j"] = _sum_or_none(s.get("energy_j") for s in ctx.summary["stages"])
-    run.write_summary(ctx.summary)
-    return ctx.summary
+    return ctx.write_summary(totals=True).to_dict()
 
 
 # -- stages --------------------------------------------------------------------------------------------
@@ -195,8 +196,9 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
         seconds = sum(r.get("seconds", 0) for r in result.history) or seconds
         entry = _entry(ctx, name, result.model, spec, kind, epochs, seconds, energy_j, augmented=augmented)
         out["artifacts"].append(ckpt)
-        out["metrics"].update(clean_acc=entry["clean_acc"], robust_acc=entry["robust_acc"])
-    ctx.record(entry)
+        out["metrics"].update(clean_acc=entry.clean_acc, robust_acc=entry.robust_acc)
+        out["entry"] = entry
+    ctx.write_summary()
     ctx.echo(_line(entry))
     return result.model, spec
 
@@ -225,23 +227,24 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
                                "epoch": 1, "epochs": 1, "complete": True, "metrics": {}, "growth": {"widths_before": result.widths_before, "widths_after": result.widths_after}})
         growth = result.to_json(group_names(spec))
         growth["new_ratio"] = config.new_ratio
-        shots = (ctx.run.read_json("growth.json") or {}).get("shots", []) if name != "grow" else []
+        shots = (ctx.run.read_json(ctx.run.growth_path) or {}).get("shots", []) if name != "grow" else []
         growth["shots"] = [s for s in shots if s.get("name") != name] + [{"name": name, **{k: growth[k] for k in ("widths_before", "widths_after", "budget", "seconds")}}]
         if len(growth["shots"]) > 1:
             growth["widths_before"] = growth["shots"][0]["widths_before"]
-        ctx.run.write_json("growth.json", growth)
+        ctx.run.write_json(ctx.run.growth_path, growth)
         entry = _entry(ctx, name, grown, result.spec, "grow", 1, result.seconds, energy_j, augmented=augmented,
                        budget=budget.describe(), budget_cost=result.cost_after)
-        out["artifacts"] += [ckpt, ctx.run.path / "growth.json"]
-        out["metrics"].update(clean_acc=entry["clean_acc"], widths=list(result.spec.widths))
-    ctx.record(entry)
+        out["artifacts"] += [ckpt, ctx.run.growth_path]
+        out["metrics"].update(clean_acc=entry.clean_acc, widths=list(result.spec.widths))
+        out["entry"] = entry
+    ctx.write_summary()
     ctx.echo(_line(entry))
     return grown, result.spec
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _entry(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, kind: str, epochs: int,
-           seconds: float, energy_j: Optional[float], **more: Any) -> dict[str, Any]:
+           seconds: float, energy_j: Optional[float], **more: Any) -> StageEntry:
     clean = evaluate_accuracy(model, ctx.test_loader)
     robust = _robust_eval(ctx, model, name)
     entry = stage_entry(name, checkpoint=ctx.run.rel(ctx.run.checkpoint(name)), spec=spec.to_dict(), kind=kind,
@@ -270,7 +273,7 @@ def _robust_eval(ctx: Context, model: torch.nn.Module, name: str) -> Optional[fl
 
     results = sweep(predict, subset.images, subset.labels, preset="cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet",
                     severities=ctx.preset.robust_severities, seed=ctx.opts.seed, batch_size=256)
-    ctx.run.write_json(f"eval/{name}.json", {"model": name, "precision": "fp32", "backend": "torch", "images": len(subset), **results.to_dict()})
+    ctx.run.write_json(ctx.run.eval_path(name), {"model": name, "precision": "fp32", "backend": "torch", "images": len(subset), **results.to_dict()})
     return float(results.mean_corruption_acc)
 
 
@@ -310,10 +313,10 @@ def _reachable_new_ratio(spec: ModelSpec, budget: Budget, new_ratio: float, echo
 def _baseline_spec(opts: GrowOptions, spec0: ModelSpec) -> ModelSpec:
     """The fixed-size baseline: the grown spec of another run (--like), or the widest uniform scaling in budget."""
     if opts.like:
-        other = RunDir.open(opts.like).read_summary() or {}
-        for stage in reversed(other.get("stages", [])):
-            if stage.get("kind") in ("train", "era") and stage.get("name") != "backbone":
-                payload = load_checkpoint(RunDir.open(opts.like).path / stage["checkpoint"])
+        other = RunDir.open(opts.like)
+        for stage in reversed((other.load_summary() or RunSummary()).stages):
+            if stage.kind in ("train", "era") and stage.name != "backbone" and stage.checkpoint:
+                payload = load_checkpoint(other.path / stage.checkpoint)
                 return ModelSpec.from_dict(payload["spec"])
         raise ConfigError(f"run {opts.like} has no grown stage to copy the size of", "pass a gearnn2/gearnn1 run directory")
     budget = _resolve_budget(opts, spec0)
@@ -391,6 +394,6 @@ def _progress(name: str):
     return update
 
 
-def _line(e: dict[str, Any]) -> str:
-    robust = "n/a" if e.get("robust_acc") is None else f"{100 * e['robust_acc']:.1f}%"
-    return f"{e['name']:<9} params {e['params']:>9,}  clean {100 * e['clean_acc']:.1f}%  robust {robust}  {e['seconds']:.1f}s"
+def _line(e: StageEntry) -> str:
+    robust = "n/a" if e.robust_acc is None else f"{100 * e.robust_acc:.1f}%"
+    return f"{e.name:<9} params {e.params or 0:>9,}  clean {100 * (e.clean_acc or 0):.1f}%  robust {robust}  {e.seconds or 0:.1f}s"

@@ -1,7 +1,7 @@
 """`build_report(run_dir)`: one self-contained HTML page and a Markdown twin describing a run.
 
-Reads what the pipeline, eval and bench wrote (every file but summary.json optional, every key
-tolerated missing -> "n/a"), builds a list of sections once, and renders that list twice, so the
+Reads what the pipeline, eval and bench wrote through RunDir and the typed records of gear_trt.records
+(every file but summary.json optional, every value tolerated missing -> "n/a"), builds a list of sections once, and renders that list twice, so the
 HTML and the Markdown always say the same thing. The HTML embeds its figures as base64 PNG; the
 Markdown links the same PNGs written to `report_files/` beside it.
 """
@@ -9,9 +9,9 @@ Markdown links the same PNGs written to `report_files/` beside it.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -21,6 +21,8 @@ from typing import Any, Iterable, Union
 from gear_trt import __version__
 from gear_trt.errors import ArtifactError
 from gear_trt.io import atomic_write_bytes, atomic_write_text
+from gear_trt.records import PRECISION_ORDER, BenchRow, CorruptionEval, RunSummary, StageEntry, mapping, num
+from gear_trt.rundir import RunDir
 
 NA = "n/a"
 SECTION_TITLES = ("Run", "Stages", "Trade-offs", "Robustness by corruption", "Width profile", "Deployment")
@@ -30,7 +32,6 @@ CORRUPTION_ORDER = (
     "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
     "speckle_noise", "gaussian_blur", "spatter", "saturate",
 )
-PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8", "fp8")
 MB = 1e6
 
 
@@ -71,134 +72,105 @@ class Section:
         return re.sub(r"[^a-z0-9]+", "-", self.title.lower()).strip("-")
 
 
-# --------------------------------------------------------------------------- tolerant readers
+# --------------------------------------------------------------------------- cell formatting
 
 
-def _num(value: Any) -> float | None:
-    """A finite number, or None for anything else (missing, null, text, NaN, bool)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+def _pct(value: float | None) -> str:
+    return NA if value is None else f"{100 * value:.2f}"
 
 
-def _pct(value: Any) -> str:
-    v = _num(value)
-    return NA if v is None else f"{100 * v:.2f}"
+def _fixed(value: float | None, digits: int, scale: float = 1.0) -> str:
+    return NA if value is None or not math.isfinite(value) else f"{value / scale:.{digits}f}"
 
 
-def _fixed(value: Any, digits: int, scale: float = 1.0) -> str:
-    v = _num(value)
-    return NA if v is None else f"{v / scale:.{digits}f}"
-
-
-def _count(value: Any) -> str:
-    v = _num(value)
-    return NA if v is None else f"{int(v):,}"
+def _count(value: float | None) -> str:
+    return NA if value is None else f"{int(value):,}"
 
 
 def _text(value: Any) -> str:
     return NA if value is None or value == "" else str(value)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(parts)).strip("_")
 
 
-def _read_json(path: Path, notes: list[str]) -> Any:
-    """Parsed JSON, or None with a note when the file is absent or unreadable (optional files)."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        notes.append(f"{path.name}: unreadable ({exc}); left out")
-        return None
+# --------------------------------------------------------------------------- reading a run
 
 
 @dataclass
 class RunData:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     manifest: dict[str, Any]
     growth: dict[str, Any] | None
-    evals: list[dict[str, Any]]
-    bench_rows: list[dict[str, Any]]
+    evals: list[CorruptionEval]
+    bench_rows: list[BenchRow]
     notes: list[str]
-    compared: list[dict[str, Any]] = field(default_factory=list)  # other runs' final models (--compare)
+    compared: list[StageEntry] = field(default_factory=list)  # other runs' final models (--compare)
 
     @property
-    def stages(self) -> list[dict[str, Any]]:
-        stages = self.summary.get("stages")
-        return [s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else []
+    def stages(self) -> list[StageEntry]:
+        return self.summary.stages
 
     def stage_rank(self, name: Any) -> int:
-        names = [s.get("name") for s in self.stages]
-        return names.index(name) if name in names else len(names)
+        return self.summary.rank(name)
 
 
-def _eval_record(data: Any, file_name: str) -> dict[str, Any] | None:
-    """A corruption sweep as the pipeline writes it (eval/<stage>.json, flat) or as `gear-trt eval --json`
-    writes it (the sweep under "corruptions"; the model is then named by the file, eval/<stage>-<precision>.json)."""
-    if not isinstance(data, dict):
+def _optional_json(run: RunDir, path: Path, notes: list[str]) -> Any:
+    """Parsed JSON, or None with a note when the file is absent or unreadable (optional files)."""
+    try:
+        return run.read_json(path) if path.is_file() else None
+    except ArtifactError as exc:
+        notes.append(f"{run.rel(path)}: unreadable ({exc.__context__ or exc.message}); left out")
         return None
-    if isinstance(data.get("acc"), dict):
-        return {**data, "_file": file_name}
-    sweep = data.get("corruptions")
-    if isinstance(sweep, dict) and isinstance(sweep.get("acc"), dict):
-        return {**sweep, "model": None, "precision": data.get("precision"), "backend": data.get("backend"), "_file": file_name}
-    return None
 
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory. Only summary.json is required."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
         raise ArtifactError(f"run directory {run_dir} does not exist",
                             "pass the directory a `gear-trt grow` or `gear-trt train` run wrote (it holds summary.json)")
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    if not run.summary_path.is_file():
         raise ArtifactError(f"{run_dir} has no summary.json, so it is not a finished run directory",
                             "pass a run directory, or finish at least one stage of the run (re-run with --resume)")
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{summary_path} is not valid JSON: {exc}", "re-run the pipeline with --resume to rewrite it") from exc
-    if not isinstance(summary, dict):
-        raise ArtifactError(f"{summary_path} is not a JSON object", "re-run the pipeline with --resume to rewrite it")
+        data = run.read_summary()
+    except ArtifactError as exc:
+        raise ArtifactError(f"{run.summary_path} is not valid JSON: {exc.__context__ or exc.message}",
+                            "re-run the pipeline with --resume to rewrite it") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{run.summary_path} is not a JSON object", "re-run the pipeline with --resume to rewrite it")
+    summary = RunSummary.from_dict(data)
     notes: list[str] = []
-    manifest = _dict(_read_json(run_dir / "manifest.json", notes))
-    growth = _read_json(run_dir / "growth.json", notes)
+    manifest = mapping(_optional_json(run, run.manifest_path, notes))
+    growth = _optional_json(run, run.growth_path, notes)
     evals = []
-    for path in sorted((run_dir / "eval").glob("*.json")):
-        data = _read_json(path, notes)
-        record = _eval_record(data, path.name)
+    for path in run.eval_files():
+        data = _optional_json(run, path, notes)
+        record = CorruptionEval.from_dict(data, path.name)
         if record is not None:
             evals.append(record)
         elif data is not None:
             notes.append(f"eval/{path.name}: no per-corruption 'acc' table; left out")
-    bench = _dict(_read_json(run_dir / "bench.json", notes))
-    rows = bench.get("rows")
-    bench_rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
-    return RunData(run_dir, summary, manifest, growth if isinstance(growth, dict) else None, evals, bench_rows, notes)
+    rows = mapping(_optional_json(run, run.bench_path, notes)).get("rows")
+    bench_rows = [r for r in map(BenchRow.from_dict, rows) if r is not None] if isinstance(rows, list) else []
+    return RunData(Path(run_dir), summary, manifest, growth if isinstance(growth, dict) else None, evals, bench_rows, notes)
 
 
-def compared_entry(run_dir: str | Path) -> dict[str, Any]:
+def compared_entry(run_dir: str | Path) -> StageEntry:
     """Another run as one row and one point: its final model at the cost of its whole run (every
     stage was needed to make it). Named after the run directory; kind = "run: <pipeline>"."""
     other = load_run(run_dir)
     if not other.stages:
         raise ArtifactError(f"{run_dir} lists no finished stages", "compare with a run that finished at least one stage")
-    last = other.stages[-1]
-    times = [_num(st.get("seconds")) for st in other.stages]
-    energies = [_num(st.get("energy_j")) for st in other.stages]
-    return {**last, "name": other.run_dir.resolve().name, "kind": f"run: {_text(other.summary.get('pipeline'))}",
-            "epochs": sum(int(_num(st.get("epochs")) or 0) for st in other.stages),
-            "seconds": None if None in times else sum(times),  # type: ignore[arg-type]
-            "energy_j": None if None in energies else sum(energies)}  # type: ignore[arg-type]
+    times = [st.seconds for st in other.stages]
+    energies = [st.energy_j for st in other.stages]
+    return dataclasses.replace(other.stages[-1], name=other.run_dir.resolve().name, kind=f"run: {_text(other.summary.pipeline)}",
+                               epochs=sum(st.epochs or 0 for st in other.stages),
+                               seconds=None if None in times else sum(t for t in times if t is not None),
+                               energy_j=None if None in energies else sum(e for e in energies if e is not None))
 
 
 # --------------------------------------------------------------------------- sections
@@ -206,7 +178,7 @@ def compared_entry(run_dir: str | Path) -> dict[str, Any]:
 
 def energy_source(run: RunData) -> str | None:
     """The energy meter's description, wherever the pipeline recorded it."""
-    for holder in (run.manifest, run.summary):
+    for holder in (run.manifest, run.summary.extra):
         for key in ("energy_meter", "energy"):
             value = holder.get(key)
             if isinstance(value, dict) and value.get("source"):
@@ -218,13 +190,12 @@ def energy_source(run: RunData) -> str | None:
 
 def _run_section(run: RunData) -> Section:
     s = run.summary
-    known = ("pipeline", "arch", "seed", "data")
-    rows = [[k, _text(s.get(k))] for k in known]
-    rows += [[str(k), str(v)] for k, v in s.items()  # whatever else the pipeline recorded (preset, totals...)
-             if k not in known and k != "energy_meter" and isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    rows = [[k, _text(getattr(s, k))] for k in RunSummary.HEADER]
+    rows += [[str(k), str(v)] for k, v in s.extra.items()  # whatever else the pipeline recorded (preset, totals...)
+             if k != "energy_meter" and isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     rows.append(["stages", str(len(run.stages))])
     rows.append(["energy meter", energy_source(run) or "not recorded"])
-    env = _dict(run.manifest.get("environment") or run.manifest.get("env"))
+    env = mapping(run.manifest.get("environment") or run.manifest.get("env"))
     rows += [[str(k), str(v)] for k, v in env.items() if isinstance(v, (str, int, float, bool))]
     blocks: list[Block] = [Table(["item", "value"], rows, align_numbers=False)]
     if run.notes:
@@ -232,8 +203,8 @@ def _run_section(run: RunData) -> Section:
     return Section("Run", blocks)
 
 
-def _widths_text(widths: Any) -> str:
-    return " ".join(str(w) for w in widths) if isinstance(widths, list) and widths else NA
+def _widths_text(widths: list[int]) -> str:
+    return " ".join(str(w) for w in widths) if widths else NA
 
 
 STAGE_HEADERS = ["stage", "kind", "epochs", "params", "size fp32 (MB)", "size int8 (MB)", "clean acc (%)",
@@ -245,13 +216,11 @@ def _stages_section(run: RunData) -> Section:
         return Section("Stages", ["summary.json lists no stages yet."])
     rows = []
     for st in [*run.stages, *run.compared]:
-        pb = _dict(st.get("param_bytes"))
-        rows.append([_text(st.get("name")), _text(st.get("kind")), _count(st.get("epochs")), _count(st.get("params")),
-                     _fixed(pb.get("fp32"), 3, MB), _fixed(pb.get("int8"), 3, MB), _pct(st.get("clean_acc")),
-                     _pct(st.get("robust_acc")), _fixed(st.get("seconds"), 1), _fixed(st.get("energy_j"), 1),
-                     _widths_text(st.get("widths"))])
+        rows.append([_text(st.name), _text(st.kind), _count(st.epochs), _count(st.params),
+                     _fixed(st.param_bytes.get("fp32"), 3, MB), _fixed(st.param_bytes.get("int8"), 3, MB), _pct(st.clean_acc),
+                     _pct(st.robust_acc), _fixed(st.seconds, 1), _fixed(st.energy_j, 1), _widths_text(st.widths)])
     source = energy_source(run)
-    has_energy = any(_num(st.get("energy_j")) is not None for st in run.stages)
+    has_energy = any(st.energy_j is not None for st in run.stages)
     if has_energy:
         note = f"Energy measured with {source}." if source else "Energy meter not recorded in the manifest."
     else:
@@ -274,17 +243,17 @@ def stage_points(run: RunData) -> list[Any]:
     points = []
     cum_t: float | None = 0.0
     cum_e: float | None = 0.0
-    entries = [(st, st.get("kind") == "baseline") for st in run.stages] + [(st, True) for st in run.compared]
+    entries = [(st, st.kind == "baseline") for st in run.stages] + [(st, True) for st in run.compared]
     for st, baseline in entries:
-        t, e = _num(st.get("seconds")), _num(st.get("energy_j"))
+        t, e = st.seconds, st.energy_j
         if baseline:
             time_s, energy = t, e
         else:
             cum_t = None if cum_t is None or t is None else cum_t + t
             cum_e = None if cum_e is None or e is None else cum_e + e
             time_s, energy = cum_t, cum_e
-        clean, robust = _num(st.get("clean_acc")), _num(st.get("robust_acc"))
-        points.append(StagePoint(_text(st.get("name")), baseline, _num(st.get("params")),
+        clean, robust = st.clean_acc, st.robust_acc
+        points.append(StagePoint(_text(st.name), baseline, None if st.params is None else float(st.params),
                                  None if clean is None else 100 * clean, None if robust is None else 100 * robust,
                                  time_s, energy))
     return points
@@ -305,49 +274,27 @@ def _tradeoff_section(run: RunData) -> Section:
     return Section("Trade-offs", [Image("tradeoffs", tradeoff_figure(points), caption)])
 
 
-def _eval_key(run: RunData, ev: dict[str, Any]) -> tuple[int, int, str, str]:
-    prec = str(ev.get("precision", ""))
-    p_rank = PRECISION_ORDER.index(prec) if prec in PRECISION_ORDER else len(PRECISION_ORDER)
-    return run.stage_rank(ev.get("model")), p_rank, str(ev.get("backend", "")), ev["_file"]
+def _eval_key(run: RunData, ev: CorruptionEval) -> tuple[int, int, str, str]:
+    p_rank = PRECISION_ORDER.index(ev.precision) if ev.precision in PRECISION_ORDER else len(PRECISION_ORDER)
+    return run.stage_rank(ev.model), p_rank, ev.backend or "", ev.file
 
 
-def _eval_identity(ev: dict[str, Any]) -> tuple[str, str, str]:
-    stem = ev["_file"][: -len(".json")]
-    model, _, suffix = stem.rpartition("-")
-    guess_prec = suffix if suffix in PRECISION_ORDER else None
-    model = _text(ev.get("model") or (model if guess_prec else stem))
-    return model, _text(ev.get("precision") or guess_prec or "fp32"), _text(ev.get("backend"))
-
-
-def _severity_table(table: Any) -> dict[str, float | None]:
-    return {str(k): _num(v) for k, v in table.items()} if isinstance(table, dict) else {}
-
-
-def _corruption_grid(ev: dict[str, Any]) -> tuple[list[str], list[str], list[list[float | None]]]:
-    main = {str(c): _severity_table(t) for c, t in ev["acc"].items()}
-    extras = {str(c): _severity_table(t) for c, t in _dict(ev.get("extras")).items()}
-    extras = {c: t for c, t in extras.items() if t and any(v is not None for v in t.values())}
+def _corruption_grid(ev: CorruptionEval) -> tuple[list[str], list[str], list[list[float | None]]]:
+    main = ev.acc
+    extras = {c: t for c, t in ev.extras.items() if t and any(v is not None for v in t.values())}
     order = {c: i for i, c in enumerate(CORRUPTION_ORDER)}
     names = sorted(main, key=lambda c: order.get(c, len(order)))
     extra_names = sorted(extras, key=lambda c: order.get(c, len(order)))
     sev = sorted({s for t in [*main.values(), *extras.values()] for s in t}, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     labels = names + [f"{c} *" for c in extra_names]
     tables = [main[c] for c in names] + [extras[c] for c in extra_names]
-    values = [[None if t.get(s) is None else 100 * t[s] for s in sev] for t in tables]  # type: ignore[operator]
+    values = [[None if (v := t.get(s)) is None else 100 * v for s in sev] for t in tables]
     return labels, sev, values
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
-
-
-def mean_corruption_acc(ev: dict[str, Any]) -> float | None:
-    """As recorded, else the mean over the main set's corruptions x severities."""
-    recorded = _num(ev.get("mean_corruption_acc"))
-    if recorded is not None:
-        return recorded
-    return _mean(v for t in ev["acc"].values() for v in _severity_table(t).values())
 
 
 ROBUST_HEADERS = ["model", "precision", "backend", "clean acc (%)", "mean corruption acc (%)", "severity 1 (%)",
@@ -366,21 +313,19 @@ def _robustness_section(run: RunData) -> Section:
     vmax = max(math.ceil(max(all_vals, default=100.0) / 10) * 10, vmin + 10)
     rows, images = [], []
     for ev, (labels, sevs, vals) in zip(evals, grids):
-        model, prec, backend = _eval_identity(ev)
-        tables = {str(c): _severity_table(t) for c, t in ev["acc"].items()}
-        by_sev = [_pct(_mean([t.get(s) for t in tables.values()])) for s in ("1", "2", "3", "4", "5")]
-        per_corr = {c: m for c, t in tables.items() if (m := _mean(list(t.values()))) is not None}
+        model, prec, backend = ev.model, ev.precision, _text(ev.backend)
+        by_sev = [_pct(_mean([t.get(s) for t in ev.acc.values()])) for s in ("1", "2", "3", "4", "5")]
+        per_corr = {c: m for c, t in ev.acc.items() if (m := _mean(list(t.values()))) is not None}
         hardest = min(per_corr, key=lambda c: per_corr[c]) if per_corr else None
-        rows.append([model, prec, backend, _pct(ev.get("clean_acc")), _pct(mean_corruption_acc(ev)), *by_sev,
+        clean, mean = ev.clean_acc, ev.mean_corruption_acc
+        rows.append([model, prec, backend, _pct(clean), _pct(mean), *by_sev,
                      NA if hardest is None else f"{hardest} ({100 * per_corr[hardest]:.1f})"])
-        clean = _num(ev.get("clean_acc"))
-        mean = mean_corruption_acc(ev)
         title = (f"{model} · {prec} · {backend}\nclean {NA if clean is None else f'{100 * clean:.1f}%'}"
                  f" · corrupted mean {NA if mean is None else f'{100 * mean:.1f}%'}")
         cap = f"{model}, {prec}, {backend}: accuracy (%) per corruption and severity"
         if any(lab.endswith(" *") for lab in labels):
             cap += "; * = extra corruption, not in the mean"
-        images.append(Image(_slug("heatmap", ev["_file"][: -len(".json")]), heatmap_figure(labels, sevs, vals, title, vmin, vmax, len(ev["acc"])), cap))
+        images.append(Image(_slug("heatmap", ev.file[: -len(".json")]), heatmap_figure(labels, sevs, vals, title, vmin, vmax, len(ev.acc)), cap))
     intro = ("Accuracy per corruption (rows) and severity (columns) for every evaluated model, precision and backend; "
              "one colour scale for all, so cells compare across models. The table gives the means per severity and "
              "the corruption with the lowest mean accuracy.")
@@ -404,7 +349,7 @@ def growth_series(growth: dict[str, Any]) -> tuple[list[str], list[tuple[str, li
     names = growth.get("group_names")
     groups = [str(g) for g in names] if isinstance(names, list) else []
     groups += [f"group {i}" for i in range(len(groups), n)]
-    padded = [(label, [_num(v) for v in w] + [None] * (len(groups) - len(w))) for label, w in series]
+    padded = [(label, [num(v) for v in w] + [None] * (len(groups) - len(w))) for label, w in series]
     return groups, padded
 
 
@@ -446,19 +391,19 @@ def _deployment_section(run: RunData) -> Section:
     if not run.bench_rows:
         return Section("Deployment", ["Not available: no bench.json in this run (run `gear-trt bench`)."])
 
-    def key(r: dict[str, Any]) -> tuple[int, str, int]:
-        prec = str(r.get("precision", ""))
-        return run.stage_rank(r.get("model")), str(r.get("backend", "")), PRECISION_ORDER.index(prec) if prec in PRECISION_ORDER else 99
+    def key(r: BenchRow) -> tuple[int, str, int]:
+        return run.stage_rank(r.model), r.backend, PRECISION_ORDER.index(r.precision) if r.precision in PRECISION_ORDER else 99
 
     rows, points = [], []
-    for r in sorted(run.bench_rows, key=key):  # rows as gear_trt.evaluate.table.BenchRow.to_dict() writes them
-        lat = _dict(r.get("latency"))
-        speed = _dict(r.get("throughput")) or lat  # throughput at the larger batch, else at the latency batch
-        rows.append([_text(r.get("model")), _text(r.get("backend")), _text(r.get("precision")), _fixed(r.get("size_bytes"), 3, MB),
-                     _pct(r.get("clean_acc")), _pct(r.get("corruption_acc")), _fixed(lat.get("p50_ms"), 3), _fixed(lat.get("p90_ms"), 3),
-                     _fixed(lat.get("p99_ms"), 3), _fixed(speed.get("throughput_ips"), 1), _fixed(r.get("joules_per_image"), 3, 1e-3)])
-        clean, robust = _num(r.get("clean_acc")), _num(r.get("corruption_acc"))
-        points.append(DeployPoint(_text(r.get("model")), _text(r.get("backend")), _text(r.get("precision")), _num(lat.get("p50_ms")),
+    for r in sorted(run.bench_rows, key=key):
+        lat = r.latency
+        speed = r.throughput or lat  # throughput at the larger batch, else at the latency batch
+        p50, p90, p99 = (None, None, None) if lat is None else (lat.p50_ms, lat.p90_ms, lat.p99_ms)
+        rows.append([_text(r.model), _text(r.backend), _text(r.precision), _fixed(r.size_bytes, 3, MB),
+                     _pct(r.clean_acc), _pct(r.corruption_acc), _fixed(p50, 3), _fixed(p90, 3), _fixed(p99, 3),
+                     _fixed(None if speed is None else speed.throughput, 1), _fixed(r.joules_per_image, 3, 1e-3)])
+        clean, robust = r.clean_acc, r.corruption_acc
+        points.append(DeployPoint(_text(r.model), _text(r.backend), _text(r.precision), num(p50),
                                   None if clean is None else 100 * clean, None if robust is None else 100 * robust))
     blocks: list[Block] = [("Every exported model on every backend and precision: size of the deployed artifact, accuracy "
                             "measured through that backend, latency percentiles and energy per image where a meter exists."),
@@ -567,11 +512,11 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     stage table and the trade-off plots (e.g. the Small baselines of a GEARnn run). Returns (html_path, md_path)."""
     run = load_run(run_dir)
     run.compared = [compared_entry(other) for other in compare]
-    out = Path(out_dir) if out_dir is not None else run.run_dir / "report"
+    out = Path(out_dir) if out_dir is not None else RunDir(run.run_dir).report_dir
     sections = build_sections(run)
     s = run.summary
     title = f"gear-trt report: {run.run_dir.resolve().name}"
-    meta = (f"{_text(s.get('pipeline'))} · {_text(s.get('arch'))} · data {_text(s.get('data'))} · seed {_text(s.get('seed'))}"
+    meta = (f"{_text(s.pipeline)} · {_text(s.arch)} · data {_text(s.data)} · seed {_text(s.seed)}"
             f" · generated {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by gear-trt {__version__}")
     assets = out / "report_files"
     images = _images(sections)

@@ -32,7 +32,11 @@ FORMAT = "gear-trt-ckpt/1"
 def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
     """Write `payload` atomically (temp file + fsync + rename): a kill never leaves half a checkpoint."""
     data = {"format": FORMAT, **payload}
-    return atomic_write(path, lambda tmp: torch.save(data, tmp))
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a Python file, so a full disk surfaces as OSError(ENOSPC), not torch's "unexpected pos"
+            torch.save(data, f)
+
+    return atomic_write(path, write)
 
 
 def plain(obj: Any) -> Any:
