@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="quick", choices=("quick", "paper"), help="epochs per stage: quick (CPU minutes) or paper (40/1/40/40, baselines 160)")
     p.add_argument("--like", metavar="RUN_DIR", help="small-* baselines: copy the final spec of this GEARnn run (equal final size)")
     p.add_argument("--shots", type=int, default=1, help="growth steps (1 = One-Shot Growth; N splits the budget and the grown epochs)")
+    p.add_argument("--grower", default="firefly", choices=("firefly", "gradmax", "random"),
+                   help="growth operator: firefly (trained split/new candidates), gradmax (closed form), random (control)")
     p.add_argument("--new-ratio", type=float, default=0.5, help="new-neuron candidates per layer, as a fraction of its width")
     p.add_argument("--growth-pass", type=float, default=1.0, help="fraction of an epoch the growth candidates train for (paper: 1, one pass)")
     p.add_argument("--seed", type=int, default=0)

@@ -25,6 +25,9 @@ from gear_trt.data.era import ERA, ERAConfig
 from gear_trt.errors import BudgetError, ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
+from gear_trt.grow.growers import GROWERS
+from gear_trt.grow.osg import BudgetBeyondOneShot, check_budget
+from gear_trt.grow.candidates import default_new_counts
 from gear_trt.models import backbone_spec, build_model, family, group_names, scaled_spec
 from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
 from gear_trt.records import RunSummary, StageEntry
@@ -66,6 +69,7 @@ class GrowOptions:
     growth_ratio: Optional[float] = None
     like: Optional[str] = None  # small-*: take the final spec from this run's summary (equal final size)
     shots: int = 1
+    grower: str = "firefly"  # firefly | gradmax | random (gear_trt.grow.growers)
     new_ratio: float = 0.5
     growth_pass: float = 1.0  # fraction of an epoch the candidates train for (paper: one pass)
     seed: int = 0
@@ -92,6 +96,8 @@ class GrowOptions:
         family(self.arch)
         if self.budget and self.growth_ratio:
             raise ConfigError("--budget and --growth-ratio both given", "pass only one of them")
+        if self.grower not in GROWERS:
+            raise ConfigError(f"unknown grower '{self.grower}'", f"choose one of {', '.join(GROWERS)}")
         if not 0 < self.growth_pass <= 1:
             raise ConfigError(f"--growth-pass must be in (0, 1], got {self.growth_pass}", "use 1 for the paper's one pass")
         if self.warmup_epochs < 0:
@@ -151,7 +157,7 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
         augmented = opts.pipeline == "gearnn1"
         budget = _resolve_budget(opts, spec0)
         if opts.shots == 1:  # fail now, not after training the backbone
-            _reachable_new_ratio(spec0, budget, opts.new_ratio, lambda line: None)
+            _reachable_new_ratio(spec0, budget, opts, lambda line: None)
         elif budget.limit < budget.cost(spec0):
             raise BudgetError(f"budget {budget.describe()} is below the backbone itself ({budget.describe(budget.cost(spec0))})",
                               "give a larger budget or start from a smaller backbone")
@@ -206,7 +212,7 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
 def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, budget: Budget, augmented: bool):
     opts = ctx.opts
     params = {"from": spec.to_dict(), "budget": dataclasses.asdict(budget), "new_ratio": opts.new_ratio, "augmented": augmented,
-              "growth_pass": opts.growth_pass}
+              "growth_pass": opts.growth_pass, "grower": opts.grower}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):
         ctx.echo(f"{name}: done already, skipping")
@@ -214,7 +220,7 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
         return grown, grown_spec
     loader = ctx.loader(augmented)
     loader.set_epoch(10_000)  # its own shuffle, distinct from every training epoch
-    config = GrowthConfig(new_ratio=_reachable_new_ratio(spec, budget, opts.new_ratio, ctx.echo), seed=opts.seed,
+    config = GrowthConfig(grower=opts.grower, new_ratio=_reachable_new_ratio(spec, budget, opts, ctx.echo), seed=opts.seed,
                           max_batches=max(1, math.ceil(opts.growth_pass * len(loader))))
     with ctx.run.manifest.run_stage(name, params) as out:
         energy = _start(ctx)
@@ -291,22 +297,21 @@ def _shot_budget(budget: Budget, spec0: ModelSpec, spec: ModelSpec, shot: int, s
     return dataclasses.replace(budget, limit=start + (budget.limit - start) * shot / shots)
 
 
-def _reachable_new_ratio(spec: ModelSpec, budget: Budget, new_ratio: float, echo: Callable[[str], None]) -> float:
-    """Raise the new-neuron ratio (recorded in growth.json, said on the console) if one shot cannot reach the budget."""
-    from gear_trt.grow.candidates import default_new_counts
-    from gear_trt.grow.osg import check_budget
-
-    ratio = new_ratio
+def _reachable_new_ratio(spec: ModelSpec, budget: Budget, opts: GrowOptions, echo: Callable[[str], None]) -> float:
+    """Raise the new-neuron ratio (recorded in growth.json, said on the console) if one shot cannot reach the budget
+    (growers without splits need more new candidates for the same budget)."""
+    splits = GrowthConfig(grower=opts.grower).splits
+    ratio = opts.new_ratio
     while True:
         try:
-            check_budget(spec, budget, default_new_counts(spec, ratio))
+            check_budget(spec, budget, default_new_counts(spec, ratio), splits)
             break
-        except BudgetError as exc:
-            if "below" in exc.message or ratio >= 4:
+        except BudgetBeyondOneShot:
+            if ratio >= 4:
                 raise
             ratio += 0.5
-    if ratio != new_ratio:
-        echo(f"growth: raising --new-ratio from {new_ratio} to {ratio} so one shot can reach {budget.describe()}")
+    if ratio != opts.new_ratio:
+        echo(f"growth: raising --new-ratio from {opts.new_ratio} to {ratio} so one shot can reach {budget.describe()}")
     return ratio
 
 
