@@ -415,15 +415,18 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
 
 
 def _pipeline(ctx: Context, name: str, pipeline: str, **extra: Any) -> dict[str, Any]:
-    os.environ["GEAR_TRT_CACHE"] = str(ctx.work / "cache")  # the decoded subset, shared by both runs
+    if not ctx.dry_run:  # the decoded subset, shared by both runs (a dry run keeps the usual cache)
+        os.environ["GEAR_TRT_CACHE"] = str(ctx.work / "cache")
+    os.environ["TQDM_DISABLE"] = "1"  # per-batch bars would bury the log; each epoch still prints a line
     from gear_trt.pipeline.rundir import RunDir
     from gear_trt.pipeline.stages import GrowOptions, run_pipeline
 
     opts = {"pipeline": pipeline, "arch": "vgg19", "data": ctx.data, "seed": ctx.seed, "device": ctx.device}
     if ctx.dry_run:
-        opts.update(preset="quick", train_per_class=4, test_per_class=2, epochs_scale=0.01, robust_eval="none", batch_size=8)
+        opts.update(preset="quick", train_per_class=2, test_per_class=1, epochs_scale=0.01, robust_eval="none", batch_size=8)
     else:
-        opts.update(preset="paper", epochs_scale=ctx.epochs_scale, robust_eval="1000")
+        # 250 test images per corruption sweep (15 corruptions x 5 severities) at each of the stages
+        opts.update(preset="paper", epochs_scale=ctx.epochs_scale, robust_eval="250")
     opts.update(extra)
     path = ctx.work / "runs" / name
     run = RunDir.create(path, "grow", resume=path.exists(), argv=[f"{k}={v}" for k, v in opts.items()])
@@ -531,7 +534,7 @@ def run_all(ctx: Context, steps: tuple[Step, ...], budget_s: float, limits: dict
         left = deadline - time.perf_counter()
         limit = min(cap, left)
         print(f"[device_check] {step.name}: up to {limit:.0f} s", file=sys.stderr, flush=True)
-        if limit < 1:
+        if left < 1:
             report["steps"][step.name] = {"status": "skipped", "seconds": 0.0, "limit_s": 0.0, "result": None,
                                           "error": "no time left in the budget"}
             continue
