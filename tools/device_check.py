@@ -344,11 +344,11 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
 
     dev = torch.device(ctx.device)
     batch, warm, steps = (8, 1, 2) if ctx.dry_run else (128, 3, 20)
-    grow_batches = (1, 2) if ctx.dry_run else (4, 12)
+    grow_batches = (1, 2) if ctx.dry_run else (4, 12)  # candidate-training batches of the two timed growths
     families = FAMILIES[:1] if ctx.dry_run else FAMILIES
     g = torch.Generator().manual_seed(ctx.seed)
-    xs = [torch.randn(batch, 3, 32, 32, generator=g) for _ in range(max(grow_batches))]
-    ys = [torch.randint(0, 10, (batch,), generator=g) for _ in range(max(grow_batches))]
+    xs = [torch.randn(batch, 3, 32, 32, generator=g) for _ in range(max(grow_batches) + 1)]
+    ys = [torch.randint(0, 10, (batch,), generator=g) for _ in range(max(grow_batches) + 1)]
 
     def train_speed(spec: Any, amp: bool) -> dict[str, Any]:
         torch.manual_seed(ctx.seed)
@@ -380,11 +380,13 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
         return {"step_s": s, "images_per_s": batch / s, "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None}
 
     def growth(spec: Any, n: int) -> tuple[float, Any, Optional[float]]:
+        """One growth with n candidate-training batches (plus one held out; the same fixed costs each time)."""
         torch.manual_seed(ctx.seed)
         model = build_model(spec).to(dev)
-        batches = [(xs[i].to(dev), ys[i].to(dev)) for i in range(n)]
+        batches = [(xs[i].to(dev), ys[i].to(dev)) for i in range(n + 1)]
         # enough new-neuron candidates for one shot to reach the paper's ratio (as tools/bench_train.py)
-        cfg = GrowthConfig(new_ratio=max(0.5, PAPER_GROWTH_RATIO[spec.family] - 0.5), max_batches=n, recalibrate_batches=1, seed=ctx.seed)
+        cfg = GrowthConfig(new_ratio=max(0.5, PAPER_GROWTH_RATIO[spec.family] - 0.5), max_batches=n, holdout_batches=1,
+                           calibrate_batches=1, seed=ctx.seed)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _sync(ctx)
