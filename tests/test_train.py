@@ -324,7 +324,7 @@ def test_plain_makes_values_weights_only_safe(tmp_path):
 def test_amp_channels_last_on_cuda(tmp_path):
     result = run(tmp_path, "cuda.pt", epochs=2, config=TrainConfig(epochs=2, lr=0.05, device="cuda"))
     payload = load_checkpoint(tmp_path / "cuda.pt")
-    assert payload["amp"] is True and payload["device"].startswith("cuda")
+    assert payload["amp"] == "fp16" and payload["channels_last"] is True and payload["device"].startswith("cuda")
     assert math.isfinite(result.history[-1]["loss"]) and "scaler" in payload
     loaded, _, _ = load_model(tmp_path / "cuda.pt")  # CUDA-written checkpoints load on the CPU
     assert next(loaded.parameters()).device.type == "cpu"

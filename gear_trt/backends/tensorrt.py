@@ -231,21 +231,17 @@ def validate_sidecar(sidecar: Mapping[str, Any], runtime_version: str, gpu_name:
 # --- thin calls into the real API -------------------------------------------------------------------
 
 def _network_flag(name: str) -> "trt.NetworkDefinitionCreationFlag":
-    if name == "EXPLICIT_BATCH":
-        return trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
-    if name == "STRONGLY_TYPED":
-        return trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED
-    raise ValueError(f"unknown network flag {name}")
+    # By name: EXPLICIT_BATCH is gone in 11. Only names plan_build took from detect_features(trt) reach here.
+    if name not in ("EXPLICIT_BATCH", "STRONGLY_TYPED"):
+        raise ValueError(f"unknown network flag {name}")
+    return getattr(trt.NetworkDefinitionCreationFlag, name)
 
 
 def _builder_flag(name: str) -> "trt.BuilderFlag":
-    if name == "FP16":
-        return trt.BuilderFlag.FP16
-    if name == "INT8":
-        return trt.BuilderFlag.INT8
-    if name == "TF32":
-        return trt.BuilderFlag.TF32
-    raise ValueError(f"unknown builder flag {name}")
+    # By name: FP16 and INT8 are gone in 11. Only names plan_build took from detect_features(trt) reach here.
+    if name not in ("FP16", "INT8", "TF32"):
+        raise ValueError(f"unknown builder flag {name}")
+    return getattr(trt.BuilderFlag, name)
 
 
 def _dims(shape: tuple[int, ...]) -> "trt.Dims":

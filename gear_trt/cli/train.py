@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     run = p.add_argument_group("run")
     run.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N (default auto)")
-    _switch(run, "amp", "fp16 mixed precision on CUDA (default on; --no-amp turns it off)")
+    run.add_argument("--amp", metavar="MODE", nargs="?", const=True,
+                     help="mixed precision: auto (fp16 on CUDA, off on the CPU; the default), fp16, bf16 or off (--no-amp)")
+    run.add_argument("--no-amp", dest="amp", action="store_const", const=False, help=argparse.SUPPRESS)
     _switch(run, "channels-last", "NHWC memory format on CUDA (default on; --no-channels-last turns it off)")
     run.add_argument("--out", metavar="RUN_DIR", help="run directory (default: $GEAR_TRT_HOME/runs/train-<time>, GEAR_TRT_HOME=~/.local/share/gear-trt)")
     run.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

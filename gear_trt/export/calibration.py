@@ -104,19 +104,19 @@ def _images_hash(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def balanced_indices(labels: Sequence[int], num_classes: int, size: int, seed: int) -> tuple[list[int], list[int]]:
+def balanced_indices(labels: Union[Sequence[int], np.ndarray], num_classes: int, size: int, seed: int) -> tuple[list[int], list[int]]:
     """`size` indices spread as evenly as the classes allow; (sorted indices, count per class).
 
     Each class gets size // K, the remainder goes to classes chosen by `seed`; a class with too few
     images gives all it has and the shortfall moves to classes that have more.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    label_array = np.asarray(labels, dtype=np.int64)
     if size < 1:
         raise ConfigError(f"calibration size must be >= 1, got {size}")
-    if size > len(labels):
-        raise DataError(f"asked for {size} calibration images, the split has {len(labels)}", f"use --calib-size {len(labels)} or fewer")
+    if size > len(label_array):
+        raise DataError(f"asked for {size} calibration images, the split has {len(label_array)}", f"use --calib-size {len(label_array)} or fewer")
     rng = np.random.default_rng(seed)
-    members = [rng.permutation(np.flatnonzero(labels == k)) for k in range(num_classes)]
+    members = [rng.permutation(np.flatnonzero(label_array == k)) for k in range(num_classes)]
     available = np.array([len(m) for m in members])
     quota = np.zeros(num_classes, dtype=np.int64)
     remaining = size

@@ -234,10 +234,34 @@ def choose_float_layers(quantize: Any, fp32_model: Any, reader: CalibrationReade
     return chosen, scores
 
 
-def _quantize_modelopt(src: Path, dst: Path, reader: CalibrationReader, method: str, exclude: Sequence[str] = ()) -> None:
+def _modelopt_quantization() -> Any:
+    """modelopt.onnx.quantization, imported so that a stub-only `tensorrt` (tensorrt-stubs installs an
+    empty package) is not taken for TensorRT: ModelOpt decides at import time, from `import tensorrt`
+    succeeding, that TensorRT is there, and later calls trt.Logger (AttributeError)."""
+    import sys
+
     from gear_trt._deps import optional_import
 
-    mq = optional_import("modelopt.onnx.quantization")
+    if "modelopt.onnx.quantization" in sys.modules:
+        return sys.modules["modelopt.onnx.quantization"]
+    try:
+        import tensorrt
+
+        stub_only = not hasattr(tensorrt, "Logger")
+    except ImportError:
+        stub_only = False
+    if not stub_only:
+        return optional_import("modelopt.onnx.quantization")
+    saved = sys.modules.pop("tensorrt")
+    sys.modules["tensorrt"] = None  # type: ignore[assignment]  # makes `import tensorrt` raise ImportError
+    try:
+        return optional_import("modelopt.onnx.quantization")
+    finally:
+        sys.modules["tensorrt"] = saved
+
+
+def _quantize_modelopt(src: Path, dst: Path, reader: CalibrationReader, method: str, exclude: Sequence[str] = ()) -> None:
+    mq = _modelopt_quantization()
     if method not in ("minmax", "entropy"):
         raise ConfigError(f"ModelOpt calibrates with 'minmax' (max) or 'entropy', not {method!r}", "pass --calib-method minmax or entropy")
     mq.quantize(
@@ -338,9 +362,14 @@ def qdq_summary(model: Any) -> dict[str, Any]:
             continue
         dtypes.add(str(zp.dtype))
         zero_all &= bool(np.all(zp == 0))
-    weight_dq = [n for n in dq if n.input[0] in inits]  # weights are stored quantized, read through a DQ
+    # Weights reach their layer through a DQ, stored either quantized (onnxruntime: int8 initializer ->
+    # DQ) or float behind a Q (ModelOpt: float initializer -> Q -> DQ, which TensorRT folds).
+    q_of_init = {n.output[0]: n.input[0] for n in q if n.input[0] in inits}
+    weight_of = {n.output[0]: n.input[0] if n.input[0] in inits else q_of_init[n.input[0]] for n in dq
+                 if n.input[0] in inits or n.input[0] in q_of_init}
+    weight_dq = [n for n in dq if n.output[0] in weight_of]
     per_channel = [n for n in weight_dq if (s := const(n.input[1])) is not None and s.size > 1]
-    multi_dim = [n for n in weight_dq if len(inits[n.input[0]].dims) >= 2]  # conv/gemm kernels (not biases)
+    multi_dim = [n for n in weight_dq if len(inits[weight_of[n.output[0]]].dims) >= 2]  # conv/gemm kernels (not biases)
     return {
         "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0),
         "quantize_nodes": len(q),

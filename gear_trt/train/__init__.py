@@ -11,7 +11,7 @@ from typing import Any
 _EXPORTS = {
     "TrainConfig": "loop", "TrainResult": "loop", "train": "loop", "CrossEntropy": "loop",
     "evaluate_accuracy": "loop", "accuracy_eval": "loop", "resolve_device": "loop", "first_view": "loop",
-    "make_optimizer": "loop",
+    "make_optimizer": "loop", "AMP_MODES": "loop", "resolve_amp": "loop",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
     "checkpoint_spec": "checkpoint", "seed_everything": "checkpoint", "FORMAT": "checkpoint",
     "lr_factor": "schedule", "SCHEDULES": "schedule",

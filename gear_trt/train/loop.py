@@ -1,10 +1,15 @@
-"""The training loop: SGD with a per-step lr schedule, AMP and channels_last on CUDA, exact resume.
+"""The training loop: SGD with a per-step lr schedule, mixed precision, channels_last, exact resume.
 
 `train(...)` runs one stage (a fresh optimizer each call: growth changes the parameters), writes a
 checkpoint atomically after every epoch and, called again on the same checkpoint, continues from
 the last finished epoch. On the CPU the resumed run ends with bit-identical weights: the optimizer,
 scheduler, AMP scaler and every global RNG state travel in the checkpoint, and the loader's
 shuffle is a pure function of (seed, epoch) through `loader.set_epoch(epoch)`.
+
+Mixed precision is device-generic (`torch.autocast(device.type, dtype)`, `torch.amp.GradScaler(device.type)`):
+fp16 with a GradScaler (the only choice on a Xavier, which has no bf16) or bf16 without one, on CUDA and on
+the CPU alike, so the scaler's state, its checkpointing and its skipped steps are tested on the CPU. The
+defaults keep the CPU in fp32 and NCHW ("auto": fp16 and channels_last on CUDA only).
 """
 
 from __future__ import annotations
@@ -33,6 +38,44 @@ EvalFn = Callable[[nn.Module], Mapping[str, float]]
 # Fields that change the numbers a run produces; a checkpoint resumes only if they all match.
 _DEVICE_ONLY_FIELDS = ("device",)
 
+AMP_MODES = ("auto", "off", "fp16", "bf16")  # auto: fp16 on CUDA, off on the CPU
+CHANNELS_LAST_MODES = ("auto", "on", "off")  # auto: on CUDA only
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def amp_mode(value: Union[bool, str]) -> str:
+    """The AMP setting spelled as one of AMP_MODES (True is "auto", False is "off")."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value not in AMP_MODES:
+        raise ConfigError(f"unknown AMP mode {value!r}", f"use one of {', '.join(AMP_MODES)}")
+    return value
+
+
+def channels_last_mode(value: Union[bool, str]) -> str:
+    """The channels_last setting spelled as one of CHANNELS_LAST_MODES (True is "auto", False is "off")."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    if value not in CHANNELS_LAST_MODES:
+        raise ConfigError(f"unknown channels_last mode {value!r}", f"use one of {', '.join(CHANNELS_LAST_MODES)}")
+    return value
+
+
+def resolve_amp(value: Union[bool, str], device: torch.device) -> str:
+    """What a run on `device` does: "off", "fp16" or "bf16"."""
+    mode = amp_mode(value)
+    if mode == "auto":
+        return "fp16" if device.type == "cuda" else "off"
+    if mode == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise BackendUnavailable(f"{torch.cuda.get_device_name(device)} has no bf16 support",
+                                 "use amp fp16 (with its GradScaler) or auto on this GPU")
+    return mode
+
+
+def resolve_channels_last(value: Union[bool, str], device: torch.device) -> bool:
+    mode = channels_last_mode(value)
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -47,8 +90,10 @@ class TrainConfig:
     gamma: float = 0.1  # step schedule: lr multiplier at each milestone
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
-    amp: bool = True  # fp16 autocast + GradScaler; only on CUDA
-    channels_last: bool = True  # only on CUDA
+    # Mixed precision: True/"auto" = fp16 + GradScaler on CUDA, fp32 on the CPU; False/"off"; "fp16"
+    # (autocast + GradScaler) or "bf16" (autocast, no scaler) on any device. See AMP_MODES.
+    amp: Union[bool, str] = True
+    channels_last: Union[bool, str] = True  # True/"auto" = on CUDA only; "on" anywhere; False/"off"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -71,6 +116,8 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}", "pass e.g. --label-smoothing 0.1")
         check_schedule(self.schedule, self.milestones, self.warmup_epochs, self.epochs)
+        amp_mode(self.amp)
+        channels_last_mode(self.channels_last)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,19 +206,26 @@ def _deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
+def _autocast(device: torch.device, mode: str) -> Any:
+    """autocast for a resolved AMP mode ("off" gives a disabled context)."""
+    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES.get(mode, torch.float16), enabled=mode != "off")
+
+
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, loader: Iterable, *, device: Union[str, torch.device, None] = None,
-                      amp: bool = False, channels_last: bool = False) -> float:
-    """Top-1 accuracy of `model` over `loader` (its first view), in eval mode; restores the previous mode."""
+                      amp: Union[bool, str] = False, channels_last: Union[bool, str] = False) -> float:
+    """Top-1 accuracy of `model` over `loader` (its first view), in eval mode; restores the previous mode.
+    amp / channels_last take the TrainConfig values (True = "auto": on CUDA only)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    mode, nhwc = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for x, y in loader:
-            x = first_view(_to_device(x, device, channels_last and device.type == "cuda"))
+            x = first_view(_to_device(x, device, nhwc))
             y = y.to(device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            with _autocast(device, mode):
                 logits = model(x)
             correct += int((logits.argmax(1) == y).sum())
             total += int(y.numel())
@@ -216,8 +270,8 @@ def train(
     config.validate()
     device = resolve_device(config.device)
     spec_dict = spec.to_dict() if isinstance(spec, ModelSpec) else dict(spec)
-    use_amp = config.amp and device.type == "cuda"
-    channels_last = config.channels_last and device.type == "cuda"
+    amp = resolve_amp(config.amp, device)
+    channels_last = resolve_channels_last(config.channels_last, device)
     loss_fn = loss_fn or CrossEntropy(config.label_smoothing)
     ckpt_path = Path(ckpt_path)
     say = log or (lambda line: None)
@@ -234,7 +288,8 @@ def train(
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, steps_per_epoch=steps, epochs=config.epochs, schedule=config.schedule,
                                warmup_epochs=config.warmup_epochs, milestones=config.milestones, gamma=config.gamma)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
     history: list[dict[str, Any]] = []
     resumed_from: Optional[int] = None
@@ -258,18 +313,18 @@ def train(
         say(f"{stage}: resuming from {ckpt_path.name} at epoch {resumed_from + 1}/{config.epochs}")
     else:
         seed_everything(config.seed)
-        say(f"{stage}: training {config.epochs} epochs on {device} ({steps} batches/epoch, amp={use_amp}, "
+        say(f"{stage}: training {config.epochs} epochs on {device} ({steps} batches/epoch, amp={amp}, "
             f"channels_last={channels_last})")
 
     start = resumed_from or 0
     base = {"spec": spec_dict, "classes": list(classes), "stage": stage, "config": config.to_dict(),
-            "epochs": config.epochs, "steps_per_epoch": steps, "extra": plain(dict(extra or {})), "device": str(device), "amp": use_amp,
+            "epochs": config.epochs, "steps_per_epoch": steps, "extra": plain(dict(extra or {})), "device": str(device), "amp": amp, "channels_last": channels_last,
             "torch_version": str(torch.__version__)}
     metrics: dict[str, Any] = {}
     with _deterministic(device):
         for epoch in range(start, config.epochs):
             record = _run_epoch(model, loader, epoch, config, device=device, steps=steps, loss_fn=loss_fn,
-                                optimizer=optimizer, scheduler=scheduler, scaler=scaler, use_amp=use_amp,
+                                optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
                                 channels_last=channels_last, eval_fn=eval_fn, stage=stage, quiet=quiet)
             history.append(record)
             metrics = _totals(history)
@@ -286,7 +341,7 @@ def train(
 
 def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConfig, *, device: torch.device,
                steps: int, loss_fn: LossFn, optimizer: torch.optim.Optimizer, scheduler: Any,
-               scaler: torch.amp.GradScaler, use_amp: bool, channels_last: bool, eval_fn: Optional[EvalFn],
+               scaler: torch.amp.GradScaler, amp: str, channels_last: bool, eval_fn: Optional[EvalFn],
                stage: str, quiet: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
@@ -303,14 +358,14 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
     for i, (x, y) in enumerate(loader):
         x = _to_device(x, device, channels_last)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        with _autocast(device, amp):
             out = loss_fn(model, x, y)
         loss, logits = out if isinstance(out, tuple) else (out, None)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         lr = optimizer.param_groups[0]["lr"]
-        scaler.step(optimizer)
-        scaler.update()
+        scaler.step(optimizer)  # skipped (weights untouched) if the unscaled gradients hold inf/NaN
+        scaler.update()  # ... and then the scale backs off by half
         scheduler.step()
         n = int(y.shape[0])
         seen += n
@@ -339,6 +394,8 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
     record: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss,
                               "train_acc": (correct.item() / counted) if counted else None,
                               "lr": lr, "seconds": seconds, "images_per_s": seen / seconds, "images": seen}
+    if scaler.is_enabled():
+        record["loss_scale"] = float(scaler.get_scale())  # halves at each skipped step, doubles after 2000 good ones
     if eval_fn is not None:
         t1 = time.perf_counter()
         model.eval()
@@ -383,8 +440,8 @@ def _check_resumable(payload: Mapping[str, Any], path: Path, *, stage: str, spec
         raise ArtifactError(f"{path} belongs to stage '{payload.get('stage')}', not '{stage}'", fix)
     if dict(payload["spec"]) != dict(spec):
         raise ArtifactError(f"{path} was written for a different model spec than the one being trained", fix)
-    saved = {k: v for k, v in dict(payload.get("config", {})).items() if k not in _DEVICE_ONLY_FIELDS}
-    now = {k: v for k, v in config.to_dict().items() if k not in _DEVICE_ONLY_FIELDS}
+    saved = _comparable(payload.get("config", {}))
+    now = _comparable(config.to_dict())
     differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
     if differ:
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ[:4])
@@ -392,3 +449,15 @@ def _check_resumable(payload: Mapping[str, Any], path: Path, *, stage: str, spec
     for key in ("optimizer", "scheduler", "rng", "epoch"):
         if key not in payload:
             raise ArtifactError(f"{path} has no '{key}' state, so it cannot be resumed", "start a new run directory (--out)")
+
+
+def _comparable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config dict for the resume check: device dropped, True/"auto" and False/"off" spelled alike."""
+    out = {k: v for k, v in dict(config).items() if k not in _DEVICE_ONLY_FIELDS}
+    for key, spell in (("amp", amp_mode), ("channels_last", channels_last_mode)):
+        if isinstance(out.get(key), (bool, str)):
+            try:
+                out[key] = spell(out[key])
+            except ConfigError:
+                pass  # an unknown value stays as written and shows up as a difference
+    return out
