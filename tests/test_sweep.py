@@ -28,7 +28,7 @@ def _write(tmp_path: Path, spec: dict, name: str = "spec.json") -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}  # no network in tests
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -50,6 +50,17 @@ def test_a_bad_spec_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, spe
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("gear-trt sweep: error: ") and message in err and " -- fix: " in err
     assert not out.exists()
+
+
+def test_every_grow_option_is_a_spec_key(tmp_path):
+    import dataclasses
+
+    from gear_trt.pipeline.stages import GrowOptions
+
+    defaults = dataclasses.asdict(GrowOptions())
+    plan = plan_sweep({k: v for k, v in defaults.items() if v is not None}, tmp_path / "out")
+    assert [t.name for t in plan.trials] == ["run"] and plan.trials[0].options == defaults
+    assert plan.trials[0].argv() == ["--out", str(tmp_path / "out" / "run")]  # grow's defaults are GrowOptions'
 
 
 def test_yaml_spec_grids_and_trial_names(tmp_path):
@@ -134,7 +145,7 @@ def test_sequential_sweep_runs_baselines_after_the_run_they_copy(tmp_path, capsy
 def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path, capsys):
     grids = [{"pipeline": "gearnn2", "budget": "1k"}, {"pipeline": "small-clean", "growth_ratio": 0.3}]  # 1k: below the backbone
     plan = plan_sweep({**TINY, "grids": grids}, tmp_path / "out")
-    assert run_sweep(plan, sequential=True) == 1
+    assert run_sweep(plan, sequential=True) == {plan.trials[0].name: "failed"}
     err = capsys.readouterr().err
     assert f"FAILED  {plan.trials[0].name}: budget 1,000 parameters is below the backbone" in err
     assert f"[1/2] done  {plan.trials[1].name}" in err
@@ -170,15 +181,13 @@ def test_a_killed_ray_sweep_resumes_without_retraining_finished_trials(tmp_path)
         with open(tmp_path / "first.log", "w") as log:
             first = subprocess.Popen(cmd, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         groups.append(first.pid)
-        plan = None
-        deadline = time.time() + 240
-        while time.time() < deadline and first.poll() is None:
+        plan, ready, deadline = None, False, time.time() + 240
+        while not ready and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
             plan = plan or (Plan.load(out) if (out / "sweep.json").exists() else None)
             manifest = json.loads((slow / "manifest.json").read_text()) if (slow / "manifest.json").exists() else {}
-            if plan and plan.trials[0].finished() and manifest.get("stages", {}).get("backbone", {}).get("status") == "done":
-                break
-            time.sleep(0.1)
-        assert first.poll() is None, "the sweep ended before it could be killed: " + (tmp_path / "first.log").read_text()[-3000:]
+            ready = bool(plan and plan.trials[0].finished() and manifest.get("stages", {}).get("backbone", {}).get("status") == "done")
+        assert ready and first.poll() is None, "not one trial done and the other mid-way: " + (tmp_path / "first.log").read_text()[-3000:]
         os.killpg(first.pid, signal.SIGKILL)  # the driver, local Ray and its trial workers at once, like a lost machine
         first.wait()
         deadline = time.time() + 30

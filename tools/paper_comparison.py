@@ -86,13 +86,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     sequential = args.sequential or (args.address is None and not has_module("ray.tune"))
     try:
         plan = plan_sweep(spec, args.out, local=args.address is None)
-        failed = run_sweep(plan, address=args.address, sequential=sequential)
+        left = run_sweep(plan, address=args.address, sequential=sequential)
     except GearError as exc:
         print(f"paper_comparison: error: {exc.message}" + (f" -- fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
         return 2
     if (args.out / "comparison.md").is_file():
         print((args.out / "comparison.md").read_text(encoding="utf-8"))
-    return 1 if failed else 0
+    return 1 if left else 0
 
 
 if __name__ == "__main__":

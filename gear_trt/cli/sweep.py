@@ -24,13 +24,17 @@ def run(args: argparse.Namespace) -> int:
     n = len(plan.trials)
     print(f"gear-trt sweep: {n} trial{'s' * (n != 1)} -> {plan.out}", file=sys.stderr)
     try:
-        failed = run_sweep(plan, address=args.address, sequential=args.sequential)
+        left = run_sweep(plan, address=args.address, sequential=args.sequential)
     except KeyboardInterrupt:
-        print("gear-trt sweep: interrupted; finished trials are kept (run the same command again to resume)", file=sys.stderr)
-        return 130
-    print((plan.out / "results.md").read_text(encoding="utf-8"))
+        left = {"": "unfinished"}
+    if (plan.out / "results.md").is_file():
+        print((plan.out / "results.md").read_text(encoding="utf-8"))
+    failed = sum(status == "failed" for status in left.values())
     if failed:
-        print(f"gear-trt sweep: {failed} trial(s) did not finish (see their logs/trial.log); run the same command again "
-              "to retry them", file=sys.stderr)
+        print(f"gear-trt sweep: {failed} trial(s) failed (their logs/trial.log says why); fix that and run the same command "
+              "again to retry them", file=sys.stderr)
         return 1
+    if left:
+        print("gear-trt sweep: interrupted; finished trials are kept, run the same command again to continue", file=sys.stderr)
+        return 130
     return 0

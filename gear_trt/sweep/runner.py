@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import socket
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
-from gear_trt.errors import GearError
+from gear_trt.errors import BackendUnavailable, GearError
 from gear_trt.sweep.report import ATTEMPT, final, trial_status, write_report
 from gear_trt.sweep.spec import Plan, Trial
 
@@ -31,27 +33,33 @@ TABLE_EVERY_S = 10.0  # the running-trials table is printed at most this often (
 HEARTBEAT_S = 120.0  # ... and at least this often
 
 
-def run_sweep(plan: Plan, *, address: Optional[str] = None, sequential: bool = False, out: Optional[TextIO] = None) -> int:
-    """Run every unfinished trial of `plan`; write the results table and report. Returns the failed count."""
-    if not sequential:
-        _import_ray()  # before anything is written: without Ray, say how to install it and stop
-    plan.out.mkdir(parents=True, exist_ok=True)
-    plan.save()
-    progress = Progress(plan, out or sys.stderr)
+def run_sweep(plan: Plan, *, address: Optional[str] = None, sequential: bool = False, out: Optional[TextIO] = None) -> dict[str, str]:
+    """Run every unfinished trial of `plan`; write the results table and report.
+
+    Returns {trial: status} of the trials that are not done ("failed", "unfinished" after an interrupt, ...).
+    """
     todo = [t for t in plan.trials if not t.finished()]
-    for t in plan.trials:
-        if t not in todo:
-            progress.say(f"{t.name}: finished already, reused")
-    if todo:
-        if sequential:
+    # before anything is written: without Ray, or without the cluster, stop here
+    ray = None if sequential or not todo else _connect(address)
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        plan.save()
+        progress = Progress(plan, out or sys.stderr)
+        for t in plan.trials:
+            if t not in todo:
+                progress.say(f"{t.name}: finished already, reused")
+        if todo and ray is None:
             progress.say(f"sweep: {len(todo)} of {len(plan.trials)} trials to run, one after another in this process")
             _run_sequential(plan, todo, progress)
-        else:
-            _run_ray(plan, todo, progress, address)
+        elif todo:
+            _run_ray(ray, plan, todo, progress, address)
+    finally:
+        if ray is not None:
+            ray.shutdown()
     paths = write_report(plan)
-    failed = [t.name for t in plan.trials if trial_status(t) != "done"]
-    progress.say(f"sweep: {len(plan.trials) - len(failed)}/{len(plan.trials)} trials done; results: " + ", ".join(str(p) for p in paths))
-    return len(failed)
+    left = {t.name: status for t in plan.trials if (status := trial_status(t)) != "done"}
+    progress.say(f"sweep: {len(plan.trials) - len(left)}/{len(plan.trials)} trials done; results: " + ", ".join(str(p) for p in paths))
+    return left
 
 
 def run_trial(trial: Trial, *, threads: Optional[int] = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -92,51 +100,77 @@ def _run_sequential(plan: Plan, todo: list[Trial], progress: "Progress") -> None
 
 
 # -- Ray Tune ----------------------------------------------------------------------------------------
-def _run_ray(plan: Plan, todo: list[Trial], progress: "Progress", address: Optional[str]) -> None:
-    ray, tune = _import_ray()
-    if address is None:
-        _prepare_data(todo, progress)
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        resources = plan.resources or {"cpu": 1.0, **({"gpu": 1.0} if ray.cluster_resources().get("GPU", 0) > 0 else {})}
-        total = ray.cluster_resources()
-        progress.say(f"sweep: {len(todo)} of {len(plan.trials)} trials to run on {'Ray at ' + address if address else 'local Ray'} "
-                     f"({total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; per trial: "
-                     + ", ".join(f"{v:g} {k}" for k, v in resources.items()) + ")")
-        trainable = tune.with_resources(tune.with_parameters(_ray_trial, trials={t.name: t.to_json() for t in todo}), resources)
-        for i, phase in enumerate(plan.phases(), 1):
-            names = []
-            for t in phase:
-                if t not in todo:
-                    continue
-                if _blocked(t, plan):
-                    progress.blocked(t)
-                else:
-                    names.append(t.name)
-            if not names:
-                continue
-            storage = plan.out / RAY_DIR
-            shutil.rmtree(storage / f"phase{i}", ignore_errors=True)
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"trial": tune.grid_search(names)},
-                tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: str(trial.config["trial"])),
-                run_config=tune.RunConfig(name=f"phase{i}", storage_path=str(storage), verbose=0,
-                                          failure_config=tune.FailureConfig(max_failures=0),
-                                          callbacks=[_callback(plan, progress)]),
-            )
-            tuner.fit()
-            if any(trial_status(t) == "unfinished" for t in phase if t.name in names):
-                break  # interrupted (Ctrl-C): stop here, a re-run continues
-    finally:
-        ray.shutdown()
-
-
-def _import_ray() -> tuple[Any, Any]:
+def _connect(address: Optional[str]) -> Any:
+    """Ray, initialised: a new local Ray, or joined to the cluster at `address`."""
     from gear_trt._deps import optional_import
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our own progress lines instead of Tune's status boxes
-    return optional_import("ray"), optional_import("ray.tune")
+    ray = optional_import("ray")
+    optional_import("ray.tune")
+    # after Ctrl-C Tune suggests Tuner.restore(...); here the way to continue is to run the same command again
+    logging.getLogger("ray.tune.tune").addFilter(lambda record: "Resume experiment with" not in record.getMessage())
+    if address is not None:
+        _check_reachable(address)
+    try:
+        # "local": always a new Ray on this machine, never one found running (a stale /tmp/ray or RAY_ADDRESS)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError) as exc:  # Ray's errors for an unreachable or refusing cluster
+        if address is None:
+            raise
+        raise BackendUnavailable(f"cannot join the Ray cluster at {address} ({str(exc).splitlines()[0]})", _JOIN_FIX) from None
+    return ray
+
+
+_JOIN_FIX = ("check the address (`ray status` on the head node prints it); a cluster with token authentication "
+             "(Ray >= 2.59) also needs RAY_AUTH_MODE=token and its token on this machine (~/.ray/auth_token)")
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on HOST:PORT with nothing listening (ray.init would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or address.startswith("ray://"):
+        return  # "auto", a ray:// client address: Ray checks those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise BackendUnavailable(f"nothing answers at {address} ({exc})", _JOIN_FIX) from None
+
+
+def _run_ray(ray: Any, plan: Plan, todo: list[Trial], progress: "Progress", address: Optional[str]) -> None:
+    from ray import tune
+
+    if address is None:
+        _prepare_data(todo, progress)
+    resources = plan.resources or {"cpu": 1.0, **({"gpu": 1.0} if ray.cluster_resources().get("GPU", 0) > 0 else {})}
+    total = ray.cluster_resources()
+    progress.say(f"sweep: {len(todo)} of {len(plan.trials)} trials to run on {'Ray at ' + address if address else 'local Ray'} "
+                 f"({total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; per trial: "
+                 + ", ".join(f"{v:g} {k}" for k, v in resources.items()) + ")")
+    trainable = tune.with_resources(tune.with_parameters(_ray_trial, trials={t.name: t.to_json() for t in todo}), resources)
+    for i, phase in enumerate(plan.phases(), 1):
+        names = []
+        for t in phase:
+            if t not in todo:
+                continue
+            if _blocked(t, plan):
+                progress.blocked(t)
+            else:
+                names.append(t.name)
+        if not names:
+            continue
+        storage = plan.out / RAY_DIR
+        shutil.rmtree(storage / f"phase{i}", ignore_errors=True)
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(names)},
+            tune_config=tune.TuneConfig(trial_dirname_creator=lambda trial: str(trial.config["trial"])),
+            run_config=tune.RunConfig(name=f"phase{i}", storage_path=str(storage), verbose=0,
+                                      failure_config=tune.FailureConfig(max_failures=0),
+                                      callbacks=[_callback(plan, progress)]),
+        )
+        tuner.fit()
+        if any(trial_status(t) == "unfinished" for t in phase if t.name in names):
+            break  # interrupted (Ctrl-C): stop here, a re-run continues
 
 
 def _ray_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> None:
@@ -298,7 +332,7 @@ def _latest_line(run: Path) -> str:
     newest = max(logs, key=lambda p: p.stat().st_mtime)
     with contextlib.suppress(OSError, IndexError):
         line = newest.read_text(encoding="utf-8", errors="replace").splitlines()[-1]
-        return line.split(" ", 1)[-1][:90]  # without the timestamp
+        return textwrap.shorten(line.split(" ", 1)[-1], 90, placeholder=" ...")  # without the timestamp
     return newest.stem
 
 

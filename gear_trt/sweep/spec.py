@@ -144,7 +144,7 @@ def plan_sweep(spec: Mapping[str, Any], out: str | Path, *, local: bool = True) 
 
     local: paths (data, like) must exist here; on a cluster (False) they need only exist on the nodes.
     """
-    from gear_trt.pipeline.stages import PIPELINES
+    from gear_trt.pipeline.stages import PIPELINES, GrowOptions
 
     out = Path(out).expanduser().resolve()
     spec = dict(spec)
@@ -168,10 +168,9 @@ def plan_sweep(spec: Mapping[str, Any], out: str | Path, *, local: bool = True) 
             point = _options_of(parser, dict(zip(keys, values)), sorted(axes), local)
             if point not in points:
                 points.append(point)
-    from gear_trt.pipeline.stages import GrowOptions
-
+    # names: the axes, and whatever else differs between points (not `like`, which follows from the pipeline)
     order = list(GrowOptions.__dataclass_fields__)
-    name_keys = [k for k in order if k != "like" and (k in axes or len({_key(p[k]) for p in points}) > 1)]
+    name_keys = [k for k in order if k in axes or (k != "like" and len({_key(p[k]) for p in points}) > 1)]
     trials: list[Trial] = []
     for point in points:
         name = _name({k: point[k] for k in name_keys})
