@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gear_trt.rundir import MANIFEST_FORMAT
 from gear_trt.sweep import plan_sweep, write_report
 from gear_trt.sweep.report import final, fmt, mean_std, plot_sensitivity, sensitivity_row
 
@@ -76,7 +77,8 @@ def _fake_run(trial, clean, robust, seconds, params, widths):
     stages = [{"name": "final", "clean_acc": clean, "robust_acc": robust, "seconds": seconds, "energy_j": None,
                "params": params, "widths": widths}]
     (trial.path / "summary.json").write_text(json.dumps({"stages": stages, "total_seconds": seconds}))
-    (trial.path / "manifest.json").write_text(json.dumps({"invocations": [{}], "stages": {"final": {"status": "done"}}}))
+    manifest = {"format": MANIFEST_FORMAT, "invocations": [{}], "stages": {"final": {"status": "done"}}}
+    (trial.path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def test_comparison_and_sensitivity_come_from_the_run_directories(tool, tmp_path):

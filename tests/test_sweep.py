@@ -36,6 +36,7 @@ def _env() -> dict[str, str]:
     ({"seed": [0, "x"]}, "SPEC seed: invalid int value: 'x'"),
     ({"arch": "vgg"}, "SPEC arch: invalid choice: 'vgg' (choose from 'vgg19', 'mobilenet_v1', 'resnet18')"),
     ({"jsd": "yes"}, "SPEC jsd: 'yes' is not true or false"),
+    ({"grower": ["firefly", "firefy"]}, "SPEC grower: invalid choice: 'firefy' (choose from 'firefly', 'gradmax', 'random')"),
     ({"seed": []}, "SPEC seed: an empty list gives no trials"),
     ({"seed": [0, 1], "budget": "250k", "growth_ratio": 0.5}, "SPEC (seed=0): --growth-ratio: not allowed with --budget"),
     ({"budget": "3 bananas"}, "budget '3 bananas' has a byte unit but no precision"),

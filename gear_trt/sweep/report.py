@@ -21,9 +21,11 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
+from gear_trt.errors import ArtifactError
 from gear_trt.io import atomic_write_text
 
 if TYPE_CHECKING:
+    from gear_trt.rundir import RunDir
     from gear_trt.sweep.spec import Plan, Trial
 
 # display names, in the order the paper's table lists the methods
@@ -61,12 +63,12 @@ def trial_status(trial: "Trial") -> str:
     """done | failed (its last attempt raised) | unfinished (killed, interrupted or running) | not started."""
     if trial.finished():
         return "done"
-    failed = _last_attempt_failed(trial.path)
+    failed = _last_attempt_failed(trial.log)
     if failed is None:  # no sweep log: a run directory made by `gear-trt grow`
-        manifest = _json(trial.path / "manifest.json")
-        if manifest is None:
+        stages = _stages(trial.run)
+        if stages is None:
             return "not started"
-        failed = any(s.get("status") == "failed" for s in manifest.get("stages", {}).values())
+        failed = any(s.get("status") == "failed" for s in stages.values())
     return "failed" if failed else "unfinished"
 
 
@@ -75,13 +77,12 @@ def records(plan: "Plan") -> list[dict[str, Any]]:
     out = []
     for t in plan.trials:
         status = trial_status(t)
-        manifest = _json(t.path / "manifest.json") or {}
         rec: dict[str, Any] = {"name": t.name, "axes": t.axes, "status": status, "path": str(t.path),
-                               "invocations": len(manifest.get("invocations", [])), "options": t.options}
+                               "invocations": _invocations(t.run), "options": t.options}
         rec.update(dict.fromkeys(METRICS))
         rec["widths"] = None
         if status == "done":
-            summary = _json(t.path / "summary.json")
+            summary = t.run.read_summary() or {}  # finished: a summary with its stages
             rec.update(final(summary), widths=summary["stages"][-1]["widths"])
         out.append(rec)
     return out
@@ -280,17 +281,25 @@ def _num(v: Optional[float], form: str, scale: float = 1.0) -> str:
     return "" if v is None else form.format(v * scale)
 
 
-def _json(path: Path) -> Any:
+def _stages(run: "RunDir") -> Optional[dict[str, Any]]:
+    """The manifest's stage records; None without a readable manifest."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
+        return run.manifest.stages if run.manifest_path.is_file() else None
+    except ArtifactError:
         return None
 
 
-def _last_attempt_failed(run: Path) -> Optional[bool]:
-    """Whether the trial's latest attempt ended in an error (logs/trial.log, written by the sweep); None: no log."""
+def _invocations(run: "RunDir") -> int:
     try:
-        lines = (run / "logs" / "trial.log").read_text(encoding="utf-8", errors="replace").splitlines()
+        return len(run.manifest.data.get("invocations", [])) if run.manifest_path.is_file() else 0
+    except ArtifactError:
+        return 0
+
+
+def _last_attempt_failed(log: Path) -> Optional[bool]:
+    """Whether the trial's latest attempt ended in an error (its logs/trial.log, written by the sweep); None: no log."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None
     starts = [i for i, ln in enumerate(lines) if ATTEMPT in ln]

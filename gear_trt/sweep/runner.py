@@ -72,8 +72,11 @@ def run_trial(trial: Trial, *, threads: Optional[int] = None, echo: Callable[[st
     if threads is not None:
         torch.set_num_threads(threads)
     echo(f"{ATTEMPT} at {trial.name} on {socket.gethostname()} (pid {os.getpid()}), torch threads {torch.get_num_threads()}")
-    run = RunDir.create(trial.path, "grow", resume=trial.path.exists(), argv=trial.argv())
-    return run_pipeline(run, GrowOptions(**trial.options), echo=echo)
+    run = RunDir.create(trial.path, "grow", resume=trial.path.exists(), argv=trial.argv())  # locks it, as grow does
+    try:
+        return run_pipeline(run, GrowOptions(**trial.options), echo=echo)
+    finally:
+        run.release()  # a sequential sweep runs many trials in one process
 
 
 # -- one after another -----------------------------------------------------------------------------
@@ -179,8 +182,8 @@ def _ray_trial(config: dict[str, Any], trials: dict[str, dict[str, Any]]) -> Non
 
     trial = Trial.from_json(trials[config["trial"]])
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    trial.path.joinpath("logs").mkdir(parents=True, exist_ok=True)
-    with open(trial.path / "logs" / "trial.log", "a", encoding="utf-8") as log, \
+    trial.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(trial.log, "a", encoding="utf-8") as log, \
             contextlib.redirect_stdout(_WithoutBars(log)), contextlib.redirect_stderr(_WithoutBars(log)):
         try:
             run_trial(trial, threads=max(1, int(cpus)), echo=lambda line: _log(trial, line))
@@ -254,8 +257,8 @@ def _log(trial: Trial, line: str) -> None:
     """Append to the trial's logs/trial.log (opened per line: survives kills, readable on a shared disk)."""
     from gear_trt.pipeline.rundir import now_iso
 
-    trial.path.joinpath("logs").mkdir(parents=True, exist_ok=True)
-    with open(trial.path / "logs" / "trial.log", "a", encoding="utf-8") as f:
+    trial.log.parent.mkdir(parents=True, exist_ok=True)
+    with open(trial.log, "a", encoding="utf-8") as f:
         f.write(f"{now_iso()} {line.rstrip()}\n")
 
 
@@ -291,19 +294,20 @@ class Progress:
         status = trial_status(trial)
         if status == "done":
             self.done += 1
-            f = final(_read_summary(trial))
+            f = final(trial.run.read_summary() or {})
             robust = "n/a" if f["robust_acc"] is None else f"{100 * f['robust_acc']:.1f}%"
             self.say(f"[{self.done}/{len(self.plan.trials)}] done  {trial.name}: clean {100 * f['clean_acc']:.1f}%  robust {robust}  "
                      f"{f['params']:,} params  training {f['seconds']:.1f} s{took}")
         else:
-            self.say(f"FAILED  {trial.name}: {_last_error(trial)} (log: {trial.path / 'logs' / 'trial.log'}){took}")
+            self.say(f"FAILED  {trial.name}: {_last_error(trial)} (log: {trial.log}){took}")
 
     def tick(self) -> None:
         """Print the running trials' table when it changed (at most every TABLE_EVERY_S) or as a heartbeat."""
         if not self.running:
             return
         now = time.time()
-        rows = [(name, _latest_line(self.plan.out / name)) for name in self.running]
+        by_name = {t.name: t for t in self.plan.trials}
+        rows = [(name, _latest_line(by_name[name])) for name in self.running]
         changed = rows != self._shown
         if (changed and now - self._shown_at >= TABLE_EVERY_S) or now - self._shown_at >= HEARTBEAT_S:
             self._shown, self._shown_at = rows, now
@@ -318,15 +322,10 @@ def _duration(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _read_summary(trial: Trial) -> dict[str, Any]:
-    import json
-
-    return json.loads((trial.path / "summary.json").read_text(encoding="utf-8"))
-
-
-def _latest_line(run: Path) -> str:
-    """The last line of the run's most recently written stage log: its stage and epoch."""
-    logs = [p for p in run.joinpath("logs").glob("*.log") if p.name != "trial.log"] if run.joinpath("logs").is_dir() else []
+def _latest_line(trial: Trial) -> str:
+    """The last line of the trial's most recently written stage log: its stage and epoch."""
+    logs_dir = trial.run.logs
+    logs = [p for p in logs_dir.glob("*.log") if p != trial.log] if logs_dir.is_dir() else []
     if not logs:
         return "starting"
     newest = max(logs, key=lambda p: p.stat().st_mtime)
@@ -337,9 +336,8 @@ def _latest_line(run: Path) -> str:
 
 
 def _last_error(trial: Trial) -> str:
-    log = trial.path / "logs" / "trial.log"
     with contextlib.suppress(OSError):
-        lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if " error: " in ln]
+        lines = [ln for ln in trial.log.read_text(encoding="utf-8", errors="replace").splitlines() if " error: " in ln]
         if lines:
             return lines[-1].split(" error: ", 1)[1]
     return "did not finish"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from gear_trt.errors import ArtifactError, ConfigError, GearError
+from gear_trt.rundir import RunDir
 
 PLAN_FORMAT = "gear-trt-sweep/1"
 PLAN_FILE = "sweep.json"
@@ -59,15 +60,24 @@ class Trial:
         args = [_flag(parser, k, v) for k, v in self.options.items() if v != defaults.get(k) and v is not None]
         return [a for pair in args for a in pair] + ["--out", str(self.path)]
 
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.path)
+
+    @property
+    def log(self) -> Path:
+        """logs/trial.log: what the sweep said about each attempt at this trial (and its errors)."""
+        return self.run.log_path("trial")
+
     def finished(self) -> bool:
         """True if the run directory holds a complete run of exactly these options."""
+        run = self.run
         try:
-            config = _read_json(self.path / "config.json")
-            summary = _read_json(self.path / "summary.json") or {}
-            manifest = _read_json(self.path / "manifest.json") or {}
-        except ValueError:
+            config = run.read_config()
+            summary = run.read_summary() or {}
+            stages = run.manifest.stages if run.manifest_path.is_file() else {}
+        except ArtifactError:
             return False
-        stages = manifest.get("stages", {})
         return (config == _jsonable(self.options) and "total_seconds" in summary and bool(stages)
                 and all(s.get("status") == "done" for s in stages.values()))
 
@@ -105,8 +115,9 @@ class Plan:
 
     @classmethod
     def load(cls, out: Path) -> "Plan":
-        data = _read_json(Path(out) / PLAN_FILE)
-        if not data or data.get("format") != PLAN_FORMAT:
+        path = Path(out) / PLAN_FILE
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise ArtifactError(f"{out} is not a gear-trt sweep directory (no {PLAN_FILE})", "pass the --out DIR of a sweep")
         return cls(Path(out), [Trial.from_json(t) for t in data["trials"]], data.get("resources_per_trial"), data["spec"])
 
@@ -304,8 +315,6 @@ def _link_like(trial: Trial, trials: list[Trial], out: Path, pipelines: Iterable
         return dataclasses.replace(trial, options={**trial.options, "like": str(sibling.path)}, after=sibling.name)
     path = Path(like).expanduser().resolve()
     if local:
-        from gear_trt.pipeline.rundir import RunDir
-
         RunDir.open(path)
     return dataclasses.replace(trial, options={**trial.options, "like": str(path)})
 
@@ -316,8 +325,8 @@ def _check_out(out: Path, trials: list[Trial]) -> None:
         raise ConfigError(f"--out {out} exists and is not a sweep directory", "choose a new --out DIR (or the DIR of this sweep to resume it)")
     for t in trials:
         try:
-            config = _read_json(t.path / "config.json")
-        except ValueError:
+            config = t.run.read_config()
+        except ArtifactError:
             continue  # unreadable: the trial fails on its own with the run directory's message
         if config is not None and config != _jsonable(t.options):
             differ = [f"{k}: {config.get(k)!r} -> {v!r}" for k, v in _jsonable(t.options).items() if config.get(k) != v]
@@ -365,13 +374,3 @@ def _name(axes: Mapping[str, Any]) -> str:
 
 def _jsonable(obj: Mapping[str, Any]) -> Any:
     return json.loads(json.dumps(dict(obj), default=str))
-
-
-def _read_json(path: Path) -> Any:
-    """The JSON in `path`, None if it is missing; ValueError if it is unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(str(exc)) from exc
