@@ -21,7 +21,6 @@ import sys
 import textwrap
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
 from gear_trt.errors import BackendUnavailable, GearError
