@@ -13,6 +13,7 @@ _HINTS = {
     "pynvml": "`pip install 'gear-trt[energy]'` (nvidia-ml-py)",
     "onnxscript": "`pip install 'gear-trt[dynamo]'` (needed by the dynamo ONNX exporter)",
     "jtop": "`sudo pip3 install -U jetson-stats` on the Jetson",
+    "ray": "`pip install 'gear-trt[sweep]'` (Ray Tune), or run the trials one after another with --sequential",
 }
 
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-engine": ("gear_trt.cli.build_engine", "build TensorRT engines (or onnxruntime equivalents on CPU)"),
     "bench": ("gear_trt.cli.bench", "latency, throughput, size (and energy) of models and engines"),
     "report": ("gear_trt.cli.report", "HTML/Markdown report of a run: stages, plots, deployment table"),
+    "sweep": ("gear_trt.cli.sweep", "run a grid of grow runs (SPEC) as Ray Tune trials, locally or on a cluster; resumable"),
 }
 
 
