@@ -75,7 +75,7 @@ def firefly(cands: GrowthCandidates, batches: Batches, total: int, *, lr: float,
         if progress:
             progress("candidates", i + 1, total, losses[-1])
     scored = len(losses) - first_scored if len(losses) > first_scored else len(losses)
-    scores = [-(g.grad / max(1, scored)).cpu().numpy() if g.grad is not None else np.zeros(g.numel()) for g in gates]
+    scores = _minus_mean_grad(gates, scored)
     return Scores(scores[: len(s_gate)], scores[len(s_gate):], losses, len(losses))
 
 
@@ -92,8 +92,12 @@ def exact_firefly_scores(cands: GrowthCandidates, batches: list[tuple[Tensor, Te
         nn.functional.cross_entropy(functional_call(expanded, cands.expanded_state(s, t), (x.to(device),)), y.to(device)).backward()
         if progress:
             progress("scores", i + 1, len(batches), 0.0)
-    n = max(1, len(batches))
-    return [-(g.grad / n).cpu().numpy() for g in s], [-(g.grad / n).cpu().numpy() for g in t]
+    return _minus_mean_grad(s, len(batches)), _minus_mean_grad(t, len(batches))
+
+
+def _minus_mean_grad(gates: list[Tensor], batches: int) -> list[np.ndarray]:
+    """Scores: minus each gate's gradient averaged over `batches` (0 where a gate got none)."""
+    return [np.zeros(g.numel()) if g.grad is None else -(g.grad / max(1, batches)).cpu().numpy() for g in gates]
 
 
 @torch.no_grad()
@@ -107,7 +111,7 @@ def gradmax(cands: GrowthCandidates, model: nn.Module, batches: Batches, total: 
             progress: Progress = None) -> Scores:
     """Closed form: fan-in from the SVD of each producing layer's weight gradient, fan-out 0 (module docstring)."""
     producers = [layer for layer in cands.table if layer.kind in ("conv", "linear") and layer.out_group is not None]
-    weights = {layer.name: model.get_submodule(layer.name).weight for layer in producers}
+    weights: dict[str, Tensor] = {layer.name: model.get_submodule(layer.name).get_parameter("weight") for layer in producers}
     frozen = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
