@@ -65,6 +65,7 @@ def backbone(request, data, tmp_path_factory):
     spec = backbone_spec(family)
     tmp = tmp_path_factory.mktemp(f"backbone-{family}")
     config = TrainConfig(epochs=3, batch_size=64, lr=0.05, warmup_epochs=0.5, seed=0, device="cpu")
+    torch.manual_seed(0)  # the initial weights, whatever ran before in this worker
     model = train(build_model(spec), _loader(train_set, 0), config, ckpt_path=tmp / "bb.pt", spec=spec, quiet=True).model
     return family, spec, model.eval()
 
@@ -84,7 +85,7 @@ def test_growth_keeps_what_the_backbone_learned_and_trains_on(backbone, data, gr
     assert sum(result.widths_after) > sum(spec.widths) * (1 + 0.9 * RATIO[family])  # it really grew
     ce1, acc1 = _ce_acc(grown, test_loader)
     assert ce1 <= ce0 + 0.02, f"{family}/{grower}: test cross-entropy {ce0:.4f} -> {ce1:.4f} right after growth"
-    assert abs(acc1 - acc0) <= 0.015, f"{family}/{grower}: top-1 {acc0:.3f} -> {acc1:.3f} right after growth"
+    assert acc1 >= acc0 - 0.015, f"{family}/{grower}: top-1 {acc0:.3f} -> {acc1:.3f} right after growth"
     # growth.json's held-out record: the backbone's and the grown net's loss on batches never trained on
     assert result.holdout["images"] > 0 and abs(result.holdout["realised_change"]) <= 0.02
 

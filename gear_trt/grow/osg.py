@@ -240,9 +240,9 @@ def calibrate_new_channels(spec: ModelSpec, state: dict[str, Tensor], added_new:
     k times larger than its siblings' would learn k^2 times faster once training resumes (measured:
     mobilenet_v1's grown net lost 0.3 nats in its first epoch). Because it is a positive rescaling it
     commutes with ReLU, holds in train mode too (batch statistics ~ mu, sigma), and the consumers' fan-out
-    columns of the channel are divided by c, so the grown net computes what it did before. (A residual
-    stream written by several BatchNorms has no single c: its new channels' fan-out is 0 or epsilon-small,
-    so it is left as is.) Every other channel keeps the backbone's statistics untouched."""
+    columns of the channel are divided by c, so the grown net computes what it did before. A residual
+    stream, written by several BatchNorms, has no single c: its new channels are normalised with the
+    siblings' mean weight and bias (see below). Every other channel keeps the backbone's statistics untouched."""
     model = build_model(spec).to(device).eval()
     model.load_state_dict(state)
     table = layer_table(spec)
@@ -266,11 +266,14 @@ def calibrate_new_channels(spec: ModelSpec, state: dict[str, Tensor], added_new:
         for h in handles:
             h.remove()
     out = dict(state)
+    writers: dict[int, int] = {}  # group -> BatchNorms whose output consumers read (not followed by a dwconv)
+    for i, layer in enumerate(table):
+        if layer.kind == "bn" and layer.out_group is not None and not (i + 1 < len(table) and table[i + 1].kind == "dwconv"):
+            writers[layer.out_group] = writers.get(layer.out_group, 0) + 1
     # In forward order: a depthwise conv passes its group's scale on to the BatchNorm after it (MobileNet).
     scale: dict[int, Tensor] = {}  # group -> the new channels' current scale c (output / placeholder output)
     inherited: dict[int, Tensor] = {}
-    writers: dict[int, int] = {}  # group -> BatchNorms whose output consumers read (not followed by a dwconv)
-    for i, layer in enumerate(table):
+    for layer in table:
         g = layer.out_group
         if g is None or added_new[g] == 0:
             continue
@@ -290,14 +293,19 @@ def calibrate_new_channels(spec: ModelSpec, state: dict[str, Tensor], added_new:
         sigma = (var + bn.eps).sqrt()
         siblings = out[f"{layer.name}.weight"][: w - k].abs()
         g_new = float(siblings.mean()) if len(siblings) else 1.0
+        bias = g_new * mean / sigma  # output = c x: a rescaling, undone in the consumers below
+        if writers.get(g, 0) > 1:
+            # A residual stream sums several BatchNorms' outputs and every block adds to it: with bias c mu the
+            # new channels would grow along the depth (measured: resnet18 lost 0.5-1.7 nats in its first
+            # epoch after growth). They get the siblings' mean bias instead, like any normalised channel; their
+            # fan-out is 0 (gradmax, random) or epsilon-small (firefly), so the function is kept all the same.
+            bias = torch.full_like(sigma, float(out[f"{layer.name}.bias"][: w - k].mean()) if w > k else 0.0)
         for key, value in (("running_mean", mean), ("running_var", var), ("weight", torch.full_like(sigma, g_new)),
-                           ("bias", g_new * mean / sigma)):
+                           ("bias", bias)):
             t = out[f"{layer.name}.{key}"].clone()
             t[new] = value.to(t.dtype)
             out[f"{layer.name}.{key}"] = t
         scale[g] = g_new / sigma * gain  # output relative to the placeholder pass's output
-        if not any(later.kind == "dwconv" and later.out_group == g for later in table[i + 1:i + 2]):
-            writers[g] = writers.get(g, 0) + 1
     for layer in table:  # consumers read the rescaled channels: divide their fan-out by c
         gi = layer.in_group
         if layer.kind not in ("conv", "linear") or gi is None or gi not in scale or writers.get(gi) != 1:
