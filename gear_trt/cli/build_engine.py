@@ -13,12 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from gear_trt.cli.export import PRECISIONS, add_export_arguments, export_settings
+from gear_trt.choices import PRECISIONS
+from gear_trt.cli.export import add_export_arguments, export_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="a run directory, a checkpoint (.pt) or an ONNX file")
-    parser.add_argument("--precision", default=None, help="comma-separated fp32,fp16,int8 (default: all for a run/checkpoint, the file's own for ONNX)")
+    parser.add_argument("--precision", default=None, help=f"comma-separated {','.join(PRECISIONS)} (default: all for a run/checkpoint, the file's own for ONNX)")
     parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"), default="auto", help="default: TensorRT if usable, else onnxruntime")
     parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default RUN_DIR/engines or the source's folder)")
     g = parser.add_argument_group("engine")

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from gear_trt.choices import PRECISIONS
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="a run directory or a checkpoint (.pt)")
-    parser.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8 (default all)")
+    parser.add_argument("--precision", default=",".join(PRECISIONS), help=f"comma-separated: {', '.join(PRECISIONS)} (default all)")
     parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default RUN_DIR/onnx or the checkpoint's folder)")
     add_export_arguments(parser)
 
