@@ -10,6 +10,7 @@ import dataclasses
 
 # Model families, in the order help texts list them (gear_trt/models registers one builder each).
 FAMILIES: tuple[str, ...] = ("vgg19", "mobilenet_v1", "resnet18")
+DEFAULT_FAMILY = "vgg19"  # when neither --arch nor a run/checkpoint to follow names one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,9 @@ PRESETS: dict[str, Preset] = {
     # Minutes on a 2-core CPU with the built-in data; same proportions as the paper (baseline ~1.3x GEARnn-2).
     "quick": Preset(3, 3, 2, 11, robust_images=200, robust_severities=(1, 3, 5)),
 }
+
+# Growth operators of One-Shot Growth (gear_trt/grow/growers.py implements each).
+GROWERS: tuple[str, ...] = ("firefly", "gradmax", "random")
 
 # Deployment precisions, in the order tables and file lists show them, with the bytes one weight takes.
 PRECISION_BYTES: dict[str, int] = {"fp32": 4, "fp16": 2, "int8": 1}

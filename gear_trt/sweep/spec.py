@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
+from gear_trt.choices import DEFAULT_FAMILY
 from gear_trt.errors import ArtifactError, ConfigError, GearError
 from gear_trt.rundir import RunDir
 
@@ -211,7 +212,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in parser._actions if a.dest not in NOT_IN_SPEC and a.option_strings}
+    """dest -> its (first) option: `--jsd`, not the `--no-jsd` that shares its dest."""
+    out: dict[str, argparse.Action] = {}
+    for a in parser._actions:
+        if a.dest not in NOT_IN_SPEC and a.option_strings:
+            out.setdefault(a.dest, a)
+    return out
 
 
 def _check_key(key: str, actions: Mapping[str, argparse.Action]) -> None:
@@ -260,7 +266,7 @@ def _check_value(parser: argparse.ArgumentParser, key: str, value: Any) -> None:
 
 def _options_of(parser: argparse.ArgumentParser, point: Mapping[str, Any], axes: Iterable[str], local: bool) -> dict[str, Any]:
     """One grid point -> every GrowOptions field, through grow's parser and GrowOptions.validate."""
-    from gear_trt.pipeline.stages import GrowOptions
+    from gear_trt.pipeline.options import GrowOptions, given
 
     argv = [a for k, v in point.items() if v is not None for a in _flag(parser, k, v)]
     where = "SPEC" + (f" ({', '.join(f'{k}={point[k]}' for k in axes if k in point)})" if axes else "")
@@ -269,11 +275,10 @@ def _options_of(parser: argparse.ArgumentParser, point: Mapping[str, Any], axes:
         ns = parser.parse_args(argv)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc.message.replace('argument ', '')}", exc.fix or fix) from None
-    fields = GrowOptions.__dataclass_fields__
-    options = {k: v for k, v in vars(ns).items() if k in fields}
-    if options["pipeline"] not in SMALL:
-        options["like"] = None  # `like` is for the small-* baselines only
-    opts = GrowOptions(**options)
+    opts = GrowOptions.resolve(given(ns, GrowOptions))  # the defaults, and what the point sets
+    if opts.pipeline not in SMALL:
+        opts = dataclasses.replace(opts, like=None)  # `like` is for the small-* baselines only
+    opts = dataclasses.replace(opts, arch=opts.arch or DEFAULT_FAMILY)  # as config.json will record it
     try:
         opts.validate()
         if opts.budget:
