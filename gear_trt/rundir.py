@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from gear_trt import __version__
+from gear_trt.choices import ONNX_SUFFIX, TENSORRT_SUFFIXES
 from gear_trt.errors import ArtifactError, ConfigError, GearError, RunLocked, StorageError
 from gear_trt.io import atomic_write_json, json_default, sha256_file, writing
 from gear_trt.records import RunSummary, StageEntry
@@ -257,9 +258,15 @@ class RunDir:
             found = [(p.stem, p) for p in sorted(self.checkpoints.glob("*.pt"))]
         return found
 
+    def missing_checkpoints(self) -> dict[str, str]:
+        """{stage: checkpoint} of the stages summary.json lists whose checkpoint is not on disk."""
+        summary = self.load_summary()
+        entries = summary.stages if summary is not None else []
+        return {e.name: e.checkpoint for e in entries if e.name and e.checkpoint and not (self.path / e.checkpoint).is_file()}
+
     def deploy_artifacts(self) -> list[Path]:
         """Every ONNX file and engine of the run (onnx/, engines/), sorted by folder and name."""
-        suffixes = (".onnx", ".engine", ".plan", ".trt")
+        suffixes = (ONNX_SUFFIX, *TENSORRT_SUFFIXES)
         return [f for d in (self.onnx_dir, self.engines_dir) if d.is_dir() for f in sorted(d.iterdir()) if f.suffix in suffixes]
 
     def eval_files(self) -> list[Path]:
