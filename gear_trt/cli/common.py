@@ -30,7 +30,11 @@ def recorded_options(out: Optional[str], command: str) -> dict[str, Any]:
     if made_by != command:
         raise ConfigError(f"{run.path} is a `gear-trt {made_by}` run, not a {command} run", f"resume it with gear-trt {made_by} --resume --out {out}")
     options = config.get("options", config)
-    return dict(options) if isinstance(options, dict) else {}
+    options = dict(options) if isinstance(options, dict) else {}
+    if options.get("max_per_class") is not None:  # before --train-per-class, train took the first N images per class
+        raise ConfigError(f"{run.path} was started by an older gear-trt (--max-per-class), whose image subset this version does not reproduce",
+                          "finish it with the gear-trt that started it, or start a new run with --train-per-class/--test-per-class")
+    return options
 
 
 def check_new_out(out: Optional[str]) -> None:

@@ -123,7 +123,7 @@ class TrainingOptions:
             recorded = f.default if saved is None or saved.get(f.name) is None else saved[f.name]
             if f.name in given and saved is not None and given[f.name] != recorded and not flag.resumable:
                 name = flag_name(f.name)
-                raise ConfigError(f"{name} {given[f.name]} differs from the run being resumed ({recorded})",
+                raise ConfigError(f"{name} {given[f.name]} differs from the run being resumed ({'not set' if recorded is None else recorded})",
                                   f"drop {name} to resume with the run's options, or start a new --out")
             values[f.name] = given[f.name] if f.name in given else recorded
         return cls(**values)
