@@ -136,6 +136,19 @@ class RunDir:
         path None: a new directory under gear_home() (resume then needs an explicit path).
         Without resume the directory must be new or empty, so no run is overwritten by accident.
         """
+        run = cls.check_create(path, command, resume=resume)
+        with writing(run.path):
+            run.path.mkdir(parents=True, exist_ok=True)
+        run.lock(command)
+        run.ensure()
+        run.manifest.close_abandoned_stages()
+        run.manifest.record_invocation(command, argv if argv is not None else sys.argv[1:])
+        return run
+
+    @classmethod
+    def check_create(cls, path: Optional[PathLike], command: str, *, resume: bool = False) -> "RunDir":
+        """What `create` would refuse, checked without writing anything (commands call it before their
+        other checks); returns the run directory create would use."""
         if path is None:
             if resume:
                 raise ConfigError("--resume needs the run directory to continue", "pass --out RUN_DIR of the interrupted run")
@@ -147,17 +160,11 @@ class RunDir:
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError(f"--out {run.path} already exists and is not empty",
                               "pass --resume to continue that run, or choose a new --out directory")
-        if run.path.is_dir() and not resume:
+        if run.path.is_dir():
             _refuse_if_locked(run.path)  # a run being written is reported as such, whatever else is wrong
-            if any(p.name != LOCK_NAME for p in run.path.iterdir()):
+            if not resume and any(p.name != LOCK_NAME for p in run.path.iterdir()):
                 raise ConfigError(f"--out {run.path} already exists and is not empty",
                                   "pass --resume to continue that run, or choose a new --out directory")
-        with writing(run.path):
-            run.path.mkdir(parents=True, exist_ok=True)
-        run.lock(command)
-        run.ensure()
-        run.manifest.close_abandoned_stages()
-        run.manifest.record_invocation(command, argv if argv is not None else sys.argv[1:])
         return run
 
     @classmethod

@@ -12,19 +12,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from gear_trt.errors import ArtifactError, ConfigError, GearError
+from gear_trt.errors import ConfigError, GearError
 from gear_trt.pipeline.rundir import RunDir
-from gear_trt.rundir import LOCK_NAME
 
 
-def recorded_options(out: Optional[str], command: str) -> dict[str, Any]:
-    """The options `out` was run with (config.json), read without writing anything, for --resume."""
-    if out is None:
-        raise ConfigError("--resume needs the run directory to continue", "pass --out RUN_DIR of the interrupted run")
-    run = RunDir(out)
-    if not run.path.is_dir():
-        raise ArtifactError(f"run directory {run.path} does not exist, so there is nothing to resume",
-                            "check --out, or drop --resume to start a new run")
+def recorded_options(out: Optional[str], command: str, *, resume: bool) -> Optional[dict[str, Any]]:
+    """Check --out as RunDir.create will (a locked or used run is refused), writing nothing; with --resume,
+    the options the run was made with (config.json), which a resumed run keeps."""
+    run = RunDir.check_create(out, command, resume=resume)
+    if not resume:
+        return None
     config = run.read_config() or {}
     made_by = config.get("command", "grow") if config else command  # grow's config.json is its options, flat
     if made_by != command:
@@ -35,16 +32,6 @@ def recorded_options(out: Optional[str], command: str) -> dict[str, Any]:
         raise ConfigError(f"{run.path} was started by an older gear-trt (--max-per-class), whose image subset this version does not reproduce",
                           "finish it with the gear-trt that started it, or start a new run with --train-per-class/--test-per-class")
     return options
-
-
-def check_new_out(out: Optional[str]) -> None:
-    """The refusal RunDir.create gives for a used --out, given before the data loads rather than after."""
-    if out is None:
-        return
-    path = RunDir(out).path
-    if path.exists() and (not path.is_dir() or any(p.name != LOCK_NAME for p in path.iterdir())):
-        raise ConfigError(f"--out {path} already exists and is not empty",
-                          "pass --resume to continue that run, or choose a new --out directory")
 
 
 @contextlib.contextmanager

@@ -17,12 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gear_trt.cli.common import check_new_out, recorded_options, run_directory
+    from gear_trt.cli.common import recorded_options, run_directory
     from gear_trt.pipeline.stages import prepare, run_pipeline
 
-    if not args.resume:
-        check_new_out(args.out)
-    saved = recorded_options(args.out, "grow") if args.resume else None
+    saved = recorded_options(args.out, "grow", resume=args.resume)
     plan = prepare(GrowOptions.resolve(given(args, GrowOptions), saved), progress=not args.quiet)
     opts = plan.opts
     with run_directory(args.out, "grow", resume=args.resume) as run_dir:

@@ -20,17 +20,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gear_trt.cli.common import check_new_out, recorded_options, run_directory
+    from gear_trt.cli.common import recorded_options, run_directory
     from gear_trt.errors import ArtifactError
     from gear_trt.pipeline.fixed import FINAL, prepare_fixed, run_fixed
     from gear_trt.pipeline.rundir import RunDir
     from gear_trt.train.loop import resolve_device
 
-    saved = None
-    if not args.resume:
-        check_new_out(args.out)
-    else:
-        saved = recorded_options(args.out, "train")
+    saved = recorded_options(args.out, "train", resume=args.resume)
+    if args.resume:
         run = RunDir(args.out)
         if not run.checkpoint(FINAL).exists():
             raise ArtifactError(f"{run.path} has no {run.rel(run.checkpoint(FINAL))} to resume from",
