@@ -11,8 +11,8 @@ of steps on 32x32 images.
 Placeholders in argv: {D} a 2-class 32x32 image folder, {D64} the same at 64x64, {D10} 10 classes,
 {D1} one class, {D28} 28x28 images, {DRECT} 32x48, {DMIX} mixed sizes, {DX} 2 classes named x/y,
 {DLINKS} with a looping and a dangling .jpg symlink, {DBROKEN} with a corrupt .jpg, {CIFAR} a CIFAR-10
-folder whose batch holds a dict instead of pixels; {RUN} a finished tiny gearnn2 run on {D} (a fresh
-copy per row), {CKPT} its robust checkpoint, {ORT} its onnxruntime engine; {out} a new path for the
+folder whose batch holds a dict instead of pixels; {RUN} a finished tiny gearnn2 mobilenet_v1 run on {D} (a
+fresh copy per row), {CKPT} its robust checkpoint, {ORT} its onnxruntime engine; {out} a new path for the
 row's output, {tmp} the row's own folder, {busy} a non-empty folder, {empty} an empty one, {junk} a
 file of garbage.
 """
@@ -60,9 +60,19 @@ def _summary(path: Path) -> dict[str, Any]:
 
 
 def _follows_the_like_run(world: dict[str, Path]) -> None:
+    from gear_trt.train.checkpoint import load_checkpoint
+
     small, run = _summary(world["out"]), _summary(world["RUN"])
-    assert small["arch"] == run["arch"] == "vgg19"  # summary.json says what was trained
+    assert small["arch"] == run["arch"] == "mobilenet_v1"  # summary.json says what was trained
+    assert load_checkpoint(world["out"] / small["stages"][0]["checkpoint"])["spec"]["family"] == "mobilenet_v1"
     assert small["stages"][0]["widths"] == run["stages"][-1]["widths"]
+
+
+def _follows_the_checkpoint(world: dict[str, Path]) -> None:
+    from gear_trt.train.checkpoint import load_checkpoint
+
+    spec, source = (load_checkpoint(p)["spec"] for p in (world["out"] / "checkpoints" / "final.pt", world["CKPT"]))
+    assert spec["family"] == "mobilenet_v1" and spec["widths"] == source["widths"]
 
 
 def _grew_at_32px(world: dict[str, Path]) -> None:
@@ -104,10 +114,14 @@ CASES: list[Case] = [
     Case("4-image-size-100000-train", "train --data {D} --image-size 100000 --out {out}", 2,
          "--image-size must be a multiple of 8 from 8 to 1024, got 100000"),
     Case("4-image-size-100000-grow", "grow --data {D} --image-size 100000 --out {out}", 2, "from 8 to 1024"),
-    Case("6-like-run-of-another-arch", "grow --data {D} --pipeline small-clean --arch mobilenet_v1 --like {RUN} --out {out}", 2,
-         "--arch mobilenet_v1 differs from the family of the --like run (vgg19)"),
+    Case("6-like-run-of-another-arch", "grow --data {D} --pipeline small-clean --arch vgg19 --like {RUN} --out {out}", 2,
+         "--arch vgg19 differs from the family of the --like run (mobilenet_v1)"),
     Case("6-like-run-followed", "grow --data {D} --pipeline small-clean --like {RUN} " + TINY + " --out {out}", 0,
          absent=(), check=_follows_the_like_run),
+    Case("train-widths-from-follows-the-checkpoint", "train --data {D} --widths-from {CKPT} --epochs 1 " + TINY.split(" --epochs-scale")[0]
+         + " --quiet --out {out}", 0, absent=(), check=_follows_the_checkpoint),
+    Case("train-widths-from-with-another-arch", "train --data {D} --widths-from {CKPT} --arch resnet18 --out {out}", 2,
+         "--arch resnet18 differs from", ),
     Case("7-like-2-class-run-on-10-class-data", "grow --data {D10} --pipeline small-clean --like {RUN} --batch-size 4 --out {out}", 2,
          "the --like run was trained on 2 classes of 32px images, this data has 10 classes"),
     Case("9-resume-with-another-seed", "grow --data {D} --seed 1 --resume --out {RUN}", 2,
@@ -264,7 +278,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (world["DBROKEN"] / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
 
     run = root / "RUN"
-    argv = f"grow --data {world['D']} --growth-ratio 0.2 {TINY} --out {run}".split()
+    argv = f"grow --data {world['D']} --arch mobilenet_v1 --growth-ratio 0.2 {TINY} --out {run}".split()
     torch.set_num_threads(1)
     assert main(argv) == 0
     world["RUN"] = run

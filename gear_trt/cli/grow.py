@@ -7,6 +7,7 @@ Options are defined once in gear_trt.pipeline.options; everything a user can get
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from gear_trt.pipeline.options import GrowOptions, add_options, given
@@ -18,10 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gear_trt.cli.common import recorded_options, run_directory
-    from gear_trt.pipeline.stages import prepare, run_pipeline
+    from gear_trt.pipeline.stages import like_spec, prepare, run_pipeline
 
     saved = recorded_options(args.out, "grow", resume=args.resume)
-    plan = prepare(GrowOptions.resolve(given(args, GrowOptions), saved), progress=not args.quiet)
+    values = given(args, GrowOptions)
+    opts = GrowOptions.resolve(values, saved)
+    if opts.like and "arch" not in values and saved is None:  # a baseline takes the --like run's family
+        opts = dataclasses.replace(opts, arch=like_spec(opts.like).family)
+    plan = prepare(opts, progress=not args.quiet)
     opts = plan.opts
     with run_directory(args.out, "grow", resume=args.resume) as run_dir:
         print(f"gear-trt grow: {opts.pipeline} on {opts.arch}, data {opts.data}, preset {opts.preset} -> {run_dir.path}", file=sys.stderr)

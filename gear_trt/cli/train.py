@@ -10,6 +10,7 @@ Only argparse and the standard library load at import time (`--help` stays insta
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from gear_trt.pipeline.options import TrainOptions, add_options, given
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gear_trt.cli.common import recorded_options, run_directory
     from gear_trt.errors import ArtifactError
-    from gear_trt.pipeline.fixed import FINAL, prepare_fixed, run_fixed
+    from gear_trt.pipeline.fixed import FINAL, prepare_fixed, run_fixed, widths_source
     from gear_trt.pipeline.rundir import RunDir
     from gear_trt.train.loop import resolve_device
 
@@ -32,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
         if not run.checkpoint(FINAL).exists():
             raise ArtifactError(f"{run.path} has no {run.rel(run.checkpoint(FINAL))} to resume from",
                                 "drop --resume and start a new run (choose a new --out)")
-    plan = prepare_fixed(TrainOptions.resolve(given(args, TrainOptions), saved), progress=not args.quiet)
+    values = given(args, TrainOptions)
+    opts = TrainOptions.resolve(values, saved)
+    if opts.widths_from and "arch" not in values and saved is None:  # the checkpoint's family
+        opts = dataclasses.replace(opts, arch=widths_source(opts.widths_from).family)
+    plan = prepare_fixed(opts, progress=not args.quiet)
     with run_directory(args.out, "train", resume=args.resume) as run_dir:
         if not args.quiet:
             print(f"run directory: {run_dir.path}", file=sys.stderr)

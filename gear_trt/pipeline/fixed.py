@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
-from gear_trt.choices import DEFAULT_FAMILY
 from gear_trt.data import BatchLoader, ImageSet
 from gear_trt.errors import ConfigError
 from gear_trt.grow.budget import parse_count
@@ -35,7 +34,7 @@ FINAL = "final"  # the checkpoint's name: RUN_DIR/checkpoints/final.pt
 class FixedPlan:
     """A `train` run checked against its data, before anything is written."""
 
-    opts: TrainOptions  # with the family resolved (vgg19, or --widths-from's)
+    opts: TrainOptions
     train_set: ImageSet
     test_set: ImageSet
     spec: ModelSpec
@@ -45,11 +44,10 @@ class FixedPlan:
 def prepare_fixed(opts: TrainOptions, *, progress: bool = True) -> FixedPlan:
     """Validate the options against the data and resolve the model: every user error before training."""
     opts.validate()
-    source = checkpoint_spec(load_checkpoint(opts.widths_from), opts.widths_from) if opts.widths_from else None
-    arch = opts.arch or (source.family if source else DEFAULT_FAMILY)
-    if source is not None and arch != source.family:
-        raise ConfigError(f"--arch {arch} differs from {opts.widths_from}'s family {source.family}", "drop --arch (it comes from the checkpoint)")
-    opts = dataclasses.replace(opts, arch=arch)
+    source = widths_source(opts.widths_from) if opts.widths_from else None
+    if source is not None and opts.arch != source.family:  # (the command line follows the checkpoint when --arch is not given)
+        raise ConfigError(f"--arch {opts.arch} differs from {opts.widths_from}'s family {source.family}",
+                          f"leave --arch out or pass --arch {source.family}")
     config = opts.train_config(opts.epochs).validate()
     resolve_device(opts.device)
     train_set, test_set = load_splits(opts, progress=progress)
@@ -57,9 +55,14 @@ def prepare_fixed(opts: TrainOptions, *, progress: bool = True) -> FixedPlan:
     return FixedPlan(opts, train_set, test_set, spec, config)
 
 
+def widths_source(path: str) -> ModelSpec:
+    """The spec of the checkpoint --widths-from names."""
+    return checkpoint_spec(load_checkpoint(path), path)
+
+
 def resolve_spec(opts: TrainOptions, *, num_classes: int, input_size: int, source: Optional[ModelSpec] = None) -> ModelSpec:
     """The ModelSpec the options describe, for data with `num_classes` classes of `input_size` pixels."""
-    arch = opts.arch or (source.family if source else DEFAULT_FAMILY)
+    arch = opts.arch
     if source is not None:
         return ModelSpec(source.family, source.widths, num_classes=num_classes, input_size=input_size)
     full = family(arch).full_widths

@@ -1,7 +1,7 @@
 """The options of the run commands, defined once: dataclass fields that generate the argparse options,
 are validated at the command boundary (before anything is created) and are recorded in config.json.
 
-    TrainingOptions   what `grow` and `train` share: data, model family, optimiser, ERA, device
+    SHARED            what `grow` and `train` share, each option once: data, model family, optimiser, ERA, device
     GrowOptions       + pipeline, preset, budget / growth ratio, growth, robust evaluation
     TrainOptions      + the fixed model's size, augmentation, epochs
 
@@ -66,49 +66,83 @@ def flag_name(field: str) -> str:
 Options = TypeVar("Options", bound="TrainingOptions")
 
 
-@dataclasses.dataclass
-class TrainingOptions:
-    """What every training command takes (see the module docstring)."""
-
-    data: str = option("builtin", "builtin, cifar10:ROOT, cifar100:ROOT, an image-folder directory or a .zip of one", DATA, metavar="SRC")
-    image_size: Optional[int] = option(None, f"resize every image to PX x PX (a multiple of 8, at most {MAX_IMAGE_SIZE})", DATA, metavar="PX",
-                                       minimum=8, maximum=MAX_IMAGE_SIZE, multiple_of=8, example="32", default_text="the data's own size")
-    train_per_class: Optional[int] = option(None, "use only N training images per class, drawn with --seed (quick runs)", DATA, metavar="N",
-                                            minimum=1, example="100", default_text="all")
-    test_per_class: Optional[int] = option(None, "use only N test images per class, drawn with --seed", DATA, metavar="N",
-                                           minimum=1, example="20", default_text="all")
-    arch: Optional[str] = option(None, "model family", MODEL, metavar="ARCH", choices=FAMILIES,
-                                 default_text=f"{DEFAULT_FAMILY}, or the family of --like / --widths-from")
-    seed: int = option(_TRAIN_DEFAULTS["seed"], "seeds the initial weights, the data order and subsets, the augmentation", TRAINING,
-                       metavar="N", minimum=0, maximum=2**31 - 1)
-    batch_size: int = option(_TRAIN_DEFAULTS["batch_size"], "training batch size", TRAINING, metavar="N", minimum=1, what="batch size")
-    lr: float = option(_TRAIN_DEFAULTS["lr"], "peak SGD learning rate, used as given", TRAINING, metavar="LR", minimum=0, open_minimum=True,
-                       what="learning rate")
-    momentum: float = option(_TRAIN_DEFAULTS["momentum"], "SGD momentum", TRAINING, metavar="M", minimum=0, maximum=0.999)
-    nesterov: bool = option(_TRAIN_DEFAULTS["nesterov"], "Nesterov momentum", TRAINING)
-    weight_decay: float = option(_TRAIN_DEFAULTS["weight_decay"], "weight decay on every parameter", TRAINING, metavar="WD", minimum=0)
-    schedule: str = option(_TRAIN_DEFAULTS["schedule"], "lr schedule", TRAINING, metavar="KIND", choices=SCHEDULES, what="lr schedule")
-    milestones: str = option(",".join(str(m) for m in TrainConfig(epochs=1).milestones), "step schedule: lr x0.1 at these fractions of a stage",
-                             TRAINING, metavar="F,F")
+# The options grow and train share, each defined once: name -> (default, flag). Each command's
+# dataclass declares them, in its own order, with shared(name).
+SHARED: dict[str, tuple[Any, Flag]] = {
+    "data": ("builtin", Flag("builtin, cifar10:ROOT, cifar100:ROOT, an image-folder directory or a .zip of one", DATA, metavar="SRC")),
+    "image_size": (None, Flag(f"resize every image to PX x PX (a multiple of 8, at most {MAX_IMAGE_SIZE})", DATA, metavar="PX", minimum=8,
+                              maximum=MAX_IMAGE_SIZE, multiple_of=8, example="32", default_text="the data's own size")),
+    "train_per_class": (None, Flag("use only N training images per class, drawn with --seed (quick runs)", DATA, metavar="N", minimum=1,
+                                   example="100", default_text="all")),
+    "test_per_class": (None, Flag("use only N test images per class, drawn with --seed", DATA, metavar="N", minimum=1, example="20",
+                                  default_text="all")),
+    "arch": (DEFAULT_FAMILY, Flag("model family (not given: the family of --like / --widths-from, if any)", MODEL, metavar="ARCH",
+                                  choices=FAMILIES)),
+    "seed": (_TRAIN_DEFAULTS["seed"], Flag("seeds the initial weights, the data order and subsets, the augmentation", TRAINING,
+                                           metavar="N", minimum=0, maximum=2**31 - 1)),
+    "batch_size": (_TRAIN_DEFAULTS["batch_size"], Flag("training batch size", TRAINING, metavar="N", minimum=1, what="batch size")),
+    "lr": (_TRAIN_DEFAULTS["lr"], Flag("peak SGD learning rate, used as given", TRAINING, metavar="LR", minimum=0, open_minimum=True,
+                                       what="learning rate")),
+    "momentum": (_TRAIN_DEFAULTS["momentum"], Flag("SGD momentum", TRAINING, metavar="M", minimum=0, maximum=0.999)),
+    "nesterov": (_TRAIN_DEFAULTS["nesterov"], Flag("Nesterov momentum", TRAINING)),
+    "weight_decay": (_TRAIN_DEFAULTS["weight_decay"], Flag("weight decay on every parameter", TRAINING, metavar="WD", minimum=0)),
+    "schedule": (_TRAIN_DEFAULTS["schedule"], Flag("lr schedule", TRAINING, metavar="KIND", choices=SCHEDULES, what="lr schedule")),
+    "milestones": (",".join(str(m) for m in TrainConfig(epochs=1).milestones), Flag("step schedule: lr x0.1 at these fractions of a stage",
+                                                                                    TRAINING, metavar="F,F")),
     # Without warmup, VGG-19 from scratch at lr 0.1 stays at chance for some seeds (measured: seed 2
     # backbone 11% vs 33% after 3 epochs), hence 1 here while the bare TrainConfig has none.
-    warmup_epochs: float = option(1.0, "linear lr warmup of each training stage, capped at half the stage", TRAINING, metavar="E", minimum=0)
-    label_smoothing: float = option(_TRAIN_DEFAULTS["label_smoothing"], "label smoothing of the cross-entropy", TRAINING, metavar="S",
-                                    minimum=0, maximum=0.999)
-    era_width: int = option(1, "ERA mixture width W (the paper: 1; AugMix: 3)", ERA_GROUP, metavar="W", minimum=1, maximum=8)
-    era_depth: int = option(3, "ERA chain depth D (each chain applies 1..D ops)", ERA_GROUP, metavar="D", minimum=1, maximum=16)
-    era_severity: int = option(3, f"ERA op severity 1..{ERA_MAX_SEVERITY} (AugMix: 3)", ERA_GROUP, metavar="S", minimum=1,
-                               maximum=ERA_MAX_SEVERITY)
-    jsd: bool = option(False, "AugMix's Jensen-Shannon consistency loss on ERA stages (clean + 2 views, weight 12)", ERA_GROUP)
-    device: str = option("auto", "auto, cpu, cuda or cuda:N", RUN, metavar="DEV", resumable=True)
-    amp: Union[bool, str] = option(_TRAIN_DEFAULTS["amp"], f"mixed precision: {', '.join(AMP_MODES)} (auto = fp16 on CUDA, off on the CPU; "
-                                   "--no-amp = off)", RUN, metavar="MODE", optional_value=True, default_text="auto")
-    channels_last: bool = option(_TRAIN_DEFAULTS["channels_last"], "NHWC memory format on CUDA", RUN)
+    "warmup_epochs": (1.0, Flag("linear lr warmup of each training stage, capped at half the stage", TRAINING, metavar="E", minimum=0)),
+    "label_smoothing": (_TRAIN_DEFAULTS["label_smoothing"], Flag("label smoothing of the cross-entropy", TRAINING, metavar="S", minimum=0,
+                                                                 maximum=0.999)),
+    "era_width": (1, Flag("ERA mixture width W (the paper: 1; AugMix: 3)", ERA_GROUP, metavar="W", minimum=1, maximum=8)),
+    "era_depth": (3, Flag("ERA chain depth D (each chain applies 1..D ops)", ERA_GROUP, metavar="D", minimum=1, maximum=16)),
+    "era_severity": (3, Flag(f"ERA op severity 1..{ERA_MAX_SEVERITY} (AugMix: 3)", ERA_GROUP, metavar="S", minimum=1,
+                             maximum=ERA_MAX_SEVERITY)),
+    "jsd": (False, Flag("AugMix's Jensen-Shannon consistency loss on ERA stages (clean + 2 views, weight 12)", ERA_GROUP)),
+    "device": ("auto", Flag("auto, cpu, cuda or cuda:N", RUN, metavar="DEV", resumable=True)),
+    "amp": (_TRAIN_DEFAULTS["amp"], Flag(f"mixed precision: {', '.join(AMP_MODES)} (auto = fp16 on CUDA, off on the CPU; --no-amp = off)",
+                                         RUN, metavar="MODE", optional_value=True, default_text="auto")),
+    "channels_last": (_TRAIN_DEFAULTS["channels_last"], Flag("NHWC memory format on CUDA", RUN)),
+}
+
+
+def shared(name: str) -> Any:
+    """A dataclass field for the shared option `name` (a fresh Field each time: each class owns its own)."""
+    default, flag = SHARED[name]
+    return dataclasses.field(default=default, metadata={"flag": flag})
+
+
+class TrainingOptions:
+    """What grow's and train's options have in common: the shared fields (typed here, declared in each
+    command's dataclass) and the methods that build, check and record them."""
+
+    data: str
+    image_size: Optional[int]
+    train_per_class: Optional[int]
+    test_per_class: Optional[int]
+    arch: str
+    seed: int
+    batch_size: int
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    schedule: str
+    milestones: str
+    warmup_epochs: float
+    label_smoothing: float
+    era_width: int
+    era_depth: int
+    era_severity: int
+    jsd: bool
+    device: str
+    amp: Union[bool, str]
+    channels_last: bool
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def flags(cls) -> list[tuple[dataclasses.Field, Flag]]:
-        return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if "flag" in f.metadata]
+        return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if "flag" in f.metadata]  # type: ignore[arg-type]
 
     @classmethod
     def resolve(cls: type[Options], given: Mapping[str, Any], saved: Optional[Mapping[str, Any]] = None) -> Options:
@@ -149,13 +183,17 @@ class TrainingOptions:
                            channels_last=self.channels_last, seed=self.seed, device=self.device)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
 @dataclasses.dataclass
 class GrowOptions(TrainingOptions):
-    """`gear-trt grow`: a GEARnn pipeline or a baseline into a run directory."""
+    """`gear-trt grow`: a GEARnn pipeline or a baseline into a run directory. The field order is how a run
+    is described (config.json, a sweep's trial names)."""
 
+    data: str = shared("data")
+    image_size: Optional[int] = shared("image_size")
+    arch: str = shared("arch")
     pipeline: str = option("gearnn2", "gearnn2 (backbone -> OSG -> grown -> ERA), gearnn1 (ERA throughout), small-clean, small-aug",
                            GROWTH, metavar="NAME", choices=tuple(PIPELINES))
     preset: str = option("quick", "epochs per stage: quick (CPU minutes) or paper (40/1/40/40, baselines 160)", GROWTH, metavar="NAME",
@@ -165,7 +203,8 @@ class GrowOptions(TrainingOptions):
     growth_ratio: Optional[float] = option(None, "the paper's gamma: add gamma x (sum of widths) neurons", GROWTH, metavar="G",
                                            minimum=0, open_minimum=True, maximum=100, example="0.9",
                                            default_text="the paper's value per family")
-    like: Optional[str] = option(None, "small-* baselines: the final model of this GEARnn run (its family and widths)", GROWTH,
+    like: Optional[str] = option(None, "small-* baselines: the final model of this GEARnn run (its family and widths; "
+                                 "--budget / --growth-ratio are then that run's)", GROWTH,
                                  metavar="RUN_DIR", default_text="none")
     shots: int = option(1, "growth steps (1 = One-Shot Growth; N splits the budget and the grown epochs)", GROWTH, metavar="N",
                         minimum=1, maximum=64)
@@ -174,8 +213,27 @@ class GrowOptions(TrainingOptions):
     new_ratio: float = option(0.5, "new-neuron candidates per layer, as a fraction of its width", GROWTH, metavar="R", minimum=0, maximum=4)
     growth_pass: float = option(1.0, "fraction of an epoch the growth candidates train for (the paper: 1, one pass)", GROWTH,
                                 metavar="F", minimum=0, open_minimum=True, maximum=1)
+    seed: int = shared("seed")
+    batch_size: int = shared("batch_size")
+    lr: float = shared("lr")
+    momentum: float = shared("momentum")
+    nesterov: bool = shared("nesterov")
+    weight_decay: float = shared("weight_decay")
+    schedule: str = shared("schedule")
+    milestones: str = shared("milestones")
+    warmup_epochs: float = shared("warmup_epochs")
+    label_smoothing: float = shared("label_smoothing")
+    device: str = shared("device")
+    amp: Union[bool, str] = shared("amp")
+    channels_last: bool = shared("channels_last")
+    era_width: int = shared("era_width")
+    era_depth: int = shared("era_depth")
+    era_severity: int = shared("era_severity")
+    jsd: bool = shared("jsd")
     robust_eval: str = option("auto", "corruption sweep per stage: auto (the preset's subset), none, full, or N test images", GROWTH,
                               metavar="MODE")
+    train_per_class: Optional[int] = shared("train_per_class")
+    test_per_class: Optional[int] = shared("test_per_class")
     epochs_scale: float = option(1.0, "multiply every stage's epochs (smoke tests, sensitivity studies)", GROWTH, minimum=0,
                                  open_minimum=True, maximum=1000, hidden=True)
 
@@ -192,8 +250,6 @@ class GrowOptions(TrainingOptions):
         if self.like is not None:
             if kind.grows:
                 raise ConfigError("--like applies to the small-clean and small-aug baselines only", "drop --like, or pass --pipeline small-clean")
-            if self.budget is not None or self.growth_ratio is not None:
-                raise ConfigError("--like and --budget/--growth-ratio both set the baseline's size", "pass only one of them")
         if self.shots > 1 and not kind.grows:
             raise ConfigError(f"--shots applies to the growing pipelines, not {self.pipeline}", "drop --shots, or pass --pipeline gearnn2")
         return self
@@ -203,6 +259,7 @@ class GrowOptions(TrainingOptions):
 class TrainOptions(TrainingOptions):
     """`gear-trt train`: one fixed-size model (the paper's Small baselines) into a run directory."""
 
+    arch: str = shared("arch")
     # The model's widths: one of these four, else the full model.
     widths: Optional[str] = option(None, "every width group's channels, comma-separated (see `gear-trt inspect`)", MODEL, metavar="W,W,...",
                                    default_text="the full model")
@@ -210,8 +267,29 @@ class TrainOptions(TrainingOptions):
                                          open_minimum=True, maximum=64, example="0.125")
     params: Optional[str] = option(None, "uniformly scaled to about N parameters (e.g. 250k, 1.2M)", MODEL, metavar="N")
     widths_from: Optional[str] = option(None, "the family and widths of a checkpoint (e.g. a GEARnn stage)", MODEL, metavar="CKPT")
+    data: str = shared("data")
+    image_size: Optional[int] = shared("image_size")
+    train_per_class: Optional[int] = shared("train_per_class")
+    test_per_class: Optional[int] = shared("test_per_class")
     augment: str = option("standard", "standard (crop + flip), era (+ ERA views) or none", DATA, metavar="KIND", choices=AUGMENTS)
+    jsd: bool = shared("jsd")
     epochs: int = option(40, "training epochs", TRAINING, metavar="N", minimum=1, maximum=100_000, what="epochs")
+    batch_size: int = shared("batch_size")
+    lr: float = shared("lr")
+    momentum: float = shared("momentum")
+    nesterov: bool = shared("nesterov")
+    weight_decay: float = shared("weight_decay")
+    schedule: str = shared("schedule")
+    milestones: str = shared("milestones")
+    warmup_epochs: float = shared("warmup_epochs")
+    label_smoothing: float = shared("label_smoothing")
+    amp: Union[bool, str] = shared("amp")
+    channels_last: bool = shared("channels_last")
+    seed: int = shared("seed")
+    device: str = shared("device")
+    era_width: int = shared("era_width")
+    era_depth: int = shared("era_depth")
+    era_severity: int = shared("era_severity")
 
     def validate(self) -> "TrainOptions":
         super().validate()

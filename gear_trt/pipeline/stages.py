@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from gear_trt.choices import DEFAULT_FAMILY, PIPELINES, PRESETS, Preset
+from gear_trt.choices import PIPELINES, PRESETS, Preset
 from gear_trt.data import BatchLoader, ImageSet
 from gear_trt.data.era import ERA, ERAConfig
 from gear_trt.errors import ConfigError
@@ -48,7 +48,7 @@ PAPER_GROWTH_RATIO = {"vgg19": 0.9, "mobilenet_v1": 1.8, "resnet18": 0.6}
 class Plan:
     """A grow run checked against its data, before anything is written: what run_pipeline executes."""
 
-    opts: GrowOptions  # with the family resolved (vgg19, or the --like run's)
+    opts: GrowOptions
     train_set: ImageSet
     test_set: ImageSet
     spec0: ModelSpec  # the backbone at this data's classes and image size
@@ -60,14 +60,12 @@ def prepare(opts: GrowOptions, *, progress: bool = True) -> Plan:
     """Validate the options against the data: every user error a run can hit before training is raised here."""
     opts.validate()
     like = like_spec(opts.like) if opts.like else None
-    arch = opts.arch or (like.family if like else DEFAULT_FAMILY)
-    if like is not None and arch != like.family:
-        raise ConfigError(f"--arch {arch} differs from the family of the --like run ({like.family})",
-                          f"drop --arch (the baseline takes the run's family), or --like a {arch} run")
-    opts = dataclasses.replace(opts, arch=arch)
+    if like is not None and opts.arch != like.family:  # (the command line follows the run when --arch is not given)
+        raise ConfigError(f"--arch {opts.arch} differs from the family of the --like run ({like.family})",
+                          f"leave --arch out or pass --arch {like.family}, or --like a {opts.arch} run")
     resolve_device(opts.device)
     train_set, test_set = load_splits(opts, progress=progress)
-    spec0 = backbone_spec(arch, num_classes=train_set.num_classes, input_size=train_set.image_size)
+    spec0 = backbone_spec(opts.arch, num_classes=train_set.num_classes, input_size=train_set.image_size)
     budget = small = None
     if PIPELINES[opts.pipeline].grows:
         budget = _resolve_budget(opts, spec0)

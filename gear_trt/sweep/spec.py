@@ -31,7 +31,6 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from gear_trt.choices import DEFAULT_FAMILY
 from gear_trt.errors import ArtifactError, ConfigError, GearError
 from gear_trt.rundir import RunDir
 
@@ -56,8 +55,10 @@ class Trial:
 
     def argv(self) -> list[str]:
         """The `gear-trt grow` arguments that make this run (recorded in its manifest)."""
+        from gear_trt.pipeline.options import GrowOptions
+
         parser = grow_parser()
-        defaults = {a.dest: a.default for a in parser._actions}
+        defaults = {f.name: f.default for f in dataclasses.fields(GrowOptions)}
         args = [_flag(parser, k, v) for k, v in self.options.items() if v != defaults.get(k) and v is not None]
         return [a for pair in args for a in pair] + ["--out", str(self.path)]
 
@@ -237,10 +238,11 @@ def _flag(parser: argparse.ArgumentParser, key: str, value: Any) -> list[str]:
     """`key: value` as grow's command-line arguments."""
     action = _options(parser)[key]
     flag = action.option_strings[-1]
-    if action.nargs == 0:  # a switch (--jsd)
-        if not isinstance(value, bool):
-            raise ConfigError(f"SPEC {key}: {value!r} is not true or false", f"write {key}: true (grow's {flag}) or leave it out")
-        return [flag] if value else []
+    off = f"--no-{flag[2:]}"
+    if isinstance(value, bool) and (action.nargs == 0 or action.nargs == "?"):  # a switch (--jsd / --no-nesterov), or --amp alone
+        return [flag] if value else [off] if off in parser._option_string_actions else []
+    if action.nargs == 0:
+        raise ConfigError(f"SPEC {key}: {value!r} is not true or false", f"write {key}: true (grow's {flag}) or leave it out")
     if isinstance(value, (bool, dict, list)):
         raise ConfigError(f"SPEC {key}: {json.dumps(value)} is not {_kind(action)}",
                           f"give {key} {_kind(action)}, or a list of them for a grid axis")
@@ -278,7 +280,6 @@ def _options_of(parser: argparse.ArgumentParser, point: Mapping[str, Any], axes:
     opts = GrowOptions.resolve(given(ns, GrowOptions))  # the defaults, and what the point sets
     if opts.pipeline not in SMALL:
         opts = dataclasses.replace(opts, like=None)  # `like` is for the small-* baselines only
-    opts = dataclasses.replace(opts, arch=opts.arch or DEFAULT_FAMILY)  # as config.json will record it
     try:
         opts.validate()
         if opts.budget:
