@@ -45,3 +45,7 @@ class StorageError(GearError):
 
 class RunLocked(GearError):
     """A run directory that another live process is writing."""
+
+
+class GearWarning(UserWarning):
+    """Something the user should know that did not stop the command (the CLI prints it as one line)."""

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from gear_trt import __version__
+from gear_trt.choices import ONNX_SUFFIX, TENSORRT_SUFFIXES
 from gear_trt.errors import ArtifactError, ConfigError, GearError, RunLocked, StorageError
 from gear_trt.io import atomic_write_json, json_default, sha256_file, writing
 from gear_trt.records import RunSummary, StageEntry
@@ -135,6 +136,19 @@ class RunDir:
         path None: a new directory under gear_home() (resume then needs an explicit path).
         Without resume the directory must be new or empty, so no run is overwritten by accident.
         """
+        run = cls.check_create(path, command, resume=resume)
+        with writing(run.path):
+            run.path.mkdir(parents=True, exist_ok=True)
+        run.lock(command)
+        run.ensure()
+        run.manifest.close_abandoned_stages()
+        run.manifest.record_invocation(command, argv if argv is not None else sys.argv[1:])
+        return run
+
+    @classmethod
+    def check_create(cls, path: Optional[PathLike], command: str, *, resume: bool = False) -> "RunDir":
+        """What `create` would refuse, checked without writing anything (commands call it before their
+        other checks); returns the run directory create would use."""
         if path is None:
             if resume:
                 raise ConfigError("--resume needs the run directory to continue", "pass --out RUN_DIR of the interrupted run")
@@ -146,17 +160,11 @@ class RunDir:
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError(f"--out {run.path} already exists and is not empty",
                               "pass --resume to continue that run, or choose a new --out directory")
-        if run.path.is_dir() and not resume:
+        if run.path.is_dir():
             _refuse_if_locked(run.path)  # a run being written is reported as such, whatever else is wrong
-            if any(p.name != LOCK_NAME for p in run.path.iterdir()):
+            if not resume and any(p.name != LOCK_NAME for p in run.path.iterdir()):
                 raise ConfigError(f"--out {run.path} already exists and is not empty",
                                   "pass --resume to continue that run, or choose a new --out directory")
-        with writing(run.path):
-            run.path.mkdir(parents=True, exist_ok=True)
-        run.lock(command)
-        run.ensure()
-        run.manifest.close_abandoned_stages()
-        run.manifest.record_invocation(command, argv if argv is not None else sys.argv[1:])
         return run
 
     @classmethod
@@ -257,9 +265,15 @@ class RunDir:
             found = [(p.stem, p) for p in sorted(self.checkpoints.glob("*.pt"))]
         return found
 
+    def missing_checkpoints(self) -> dict[str, str]:
+        """{stage: checkpoint} of the stages summary.json lists whose checkpoint is not on disk."""
+        summary = self.load_summary()
+        entries = summary.stages if summary is not None else []
+        return {e.name: e.checkpoint for e in entries if e.name and e.checkpoint and not (self.path / e.checkpoint).is_file()}
+
     def deploy_artifacts(self) -> list[Path]:
         """Every ONNX file and engine of the run (onnx/, engines/), sorted by folder and name."""
-        suffixes = (".onnx", ".engine", ".plan", ".trt")
+        suffixes = (ONNX_SUFFIX, *TENSORRT_SUFFIXES)
         return [f for d in (self.onnx_dir, self.engines_dir) if d.is_dir() for f in sorted(d.iterdir()) if f.suffix in suffixes]
 
     def eval_files(self) -> list[Path]:

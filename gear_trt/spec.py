@@ -12,9 +12,10 @@ import hashlib
 import json
 from typing import Any, Mapping
 
+from gear_trt.choices import FAMILIES
 from gear_trt.errors import ConfigError
 
-FAMILIES = ("vgg19", "mobilenet_v1", "resnet18")
+__all__ = ["FAMILIES", "ModelSpec"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,11 +31,12 @@ class ModelSpec:
             raise ConfigError(f"unknown model family '{self.family}'", f"choose one of {', '.join(FAMILIES)}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if any(w < 1 for w in self.widths):
-            raise ConfigError(f"every width must be >= 1, got {list(self.widths)}")
+            raise ConfigError(f"every width must be >= 1, got {list(self.widths)}", "give each width group at least one channel")
         if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}")
+            raise ConfigError(f"num_classes must be >= 2, got {self.num_classes}", "a classifier needs data with at least two classes")
         if self.input_size < 8 or self.input_size % 8:
-            raise ConfigError(f"input_size must be a multiple of 8 and >= 8, got {self.input_size}")
+            raise ConfigError(f"input_size must be a multiple of 8 and >= 8, got {self.input_size}",
+                              "resize the images to a multiple of 8 (--image-size 32, for example)")
 
     def with_widths(self, widths: tuple[int, ...] | list[int]) -> "ModelSpec":
         return dataclasses.replace(self, widths=tuple(widths))

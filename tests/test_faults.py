@@ -168,6 +168,16 @@ def test_a_manifest_that_cannot_be_written_is_named_in_the_message_and_repaired_
     assert record["status"] == "interrupted" and record["error"] == ABANDONED
 
 
+def _resumable_train_run(path: Path) -> RunDir:
+    """A train run directory that `train --resume` accepts (options recorded, a checkpoint present): the
+    resume gets as far as its first write."""
+    run = RunDir.create(path, "train", argv=[])
+    run.release()
+    run.write_config({"command": "train", "options": {"width_mult": 0.05, "train_per_class": 4, "test_per_class": 4, "batch_size": 8, "epochs": 3}})
+    run.checkpoint("final").write_bytes(b"a checkpoint")
+    return run
+
+
 def _read_only_os_open(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a mountable disk: every file creation is refused with EROFS, as on a read-only file system."""
     real_open = os.open
@@ -182,8 +192,7 @@ def _read_only_os_open(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_read_only_file_system_is_one_line_and_changes_nothing(tmp_path, capsys, monkeypatch):
     with small_disk(tmp_path / "ro", kib=2048) as remount:
-        run = RunDir.create(tmp_path / "ro" / "run", "train", argv=[])
-        run.release()
+        run = _resumable_train_run(tmp_path / "ro" / "run")
         before = snapshot(run.path)
         with monkeypatch.context() as m:
             remount(read_only=True) if remount else _read_only_os_open(m)
@@ -378,7 +387,7 @@ def _prepare(setup: str, run: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         run.joinpath("summary.json").write_text("{broken")
         yield
     elif setup == "read-only":
-        RunDir.create(run, "train", argv=[]).release()
+        _resumable_train_run(run)
         with monkeypatch.context() as m:
             _read_only_os_open(m)
             yield

@@ -28,6 +28,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from gear_trt.choices import PRECISIONS  # noqa: E402 - after the sys.path line above
+
 SHARED_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 
 
@@ -137,12 +139,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ckpt = args.checkpoint or train_model(args.out, args.train_epochs, "builtin", args.width)
     cp = source_checkpoints(ckpt, out=args.out)[0]
     calib = CalibrationOptions(manifest=args.out / "calibration.json", source=args.calib_source)
-    onnx_files = export_precisions(cp, ["fp32", "fp16", "int8"], calib=calib)
+    onnx_files = export_precisions(cp, list(PRECISIONS), calib=calib)
     artifacts: list[tuple[str, Path]] = [("torch", ckpt)] + [(f"onnx-{k}", v) for k, v in onnx_files.items()]
     for precision, src in onnx_files.items():
         artifacts.append((f"ort-opt-{precision}", build_ort_engine(src, cp.engine(precision, "onnxruntime"), threads=args.threads)))
     if available_backends()["tensorrt"] == "":
-        for precision in ("fp32", "fp16", "int8"):
+        for precision in PRECISIONS:
             src = onnx_files["int8" if precision == "int8" else "fp32"]
             artifacts.append((f"trt-{precision}", build_engine(src, cp.engine(precision, "tensorrt"), precision=precision)))
 

@@ -33,7 +33,9 @@ from typing import Any, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PIPELINES = ("gearnn2", "gearnn1", "small-clean", "small-aug")
+from gear_trt import choices  # noqa: E402 - after the sys.path line above
+
+PIPELINES = tuple(choices.PIPELINES)
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"preset": "quick", "train_per_class": 500, "test_per_class": 100, "robust_eval": "200"},
     "paper": {"preset": "paper", "robust_eval": "full"},

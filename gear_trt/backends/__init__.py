@@ -13,14 +13,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
+from gear_trt.choices import CHECKPOINT_SUFFIXES, ONNX_SUFFIX, TENSORRT_SUFFIXES
 from gear_trt.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
     from gear_trt.backends.base import Runner
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
-ONNX_SUFFIXES = (".onnx",)
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+ONNX_SUFFIXES = (ONNX_SUFFIX,)
+ENGINE_SUFFIXES = TENSORRT_SUFFIXES
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from gear_trt.backends.base import Runner
 from gear_trt.backends.sidecar import make_sidecar, read_sidecar, write_sidecar
+from gear_trt.choices import PRECISIONS
 from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
 from gear_trt.io import atomic_write_bytes, sha256_file
@@ -43,8 +44,6 @@ except ImportError:  # pragma: no cover - the usual case off the device
     trt = None  # type: ignore[assignment]
 
 PathLike = Union[str, "os.PathLike[str]"]
-PRECISIONS = ("fp32", "fp16", "int8")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 DEFAULT_WORKSPACE_MIB = 1024
 REBUILD = "rebuild it on this device: `gear-trt build-engine <model>.onnx --precision {precision}` (engines are tied to the TensorRT version and GPU)"
 

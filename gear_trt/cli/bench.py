@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gear_trt.cli.common import add_evaluation_arguments, at_least
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", metavar="SOURCE", nargs="+", help="checkpoints, ONNX files, engines or run directories")
-    parser.add_argument("--data", metavar="SRC", default="builtin", help="test data for accuracy ('none' to time only; default builtin)")
-    parser.add_argument("--corruptions", choices=("none", "subset", "full"), default="none", help="corruption sweep per row (default none)")
-    parser.add_argument("--limit", type=int, default=None, help="accuracy on N evenly spaced test images only")
-    parser.add_argument("--batch", type=int, default=1, help="latency batch size (default 1)")
-    parser.add_argument("--throughput-batch", type=int, default=64, help="throughput batch size (default 64)")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--iterations", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, onnxruntime); set it for reproducible CPU numbers")
-    parser.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: cpu/cuda/tensorrt; TensorRT: GPU index")
+    add_evaluation_arguments(parser, timing_only=True)
+    parser.add_argument("--batch", type=at_least(1), default=1, metavar="N", help="latency batch size (default 1)")
+    parser.add_argument("--throughput-batch", type=at_least(1), default=64, metavar="N", help="throughput batch size (default 64)")
+    parser.add_argument("--warmup", type=at_least(0), default=20, metavar="N", help="untimed runs first (default 20)")
+    parser.add_argument("--iterations", type=at_least(1), default=200, metavar="N", help="timed runs (default 200; set --threads for reproducible CPU numbers)")
     parser.add_argument("--energy", default="auto", choices=("auto", "nvml", "jtop", "ina3221", "none"),
                         help="energy meter for joules per image (default auto: NVML, jtop, INA3221, else none)")
     parser.add_argument("--json", metavar="OUT", default=None,
@@ -31,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
     """(row name, artifact) for every file, and for a run directory its checkpoints, ONNX files and engines."""
+    from gear_trt.choices import ONNX_SUFFIX
     from gear_trt.errors import ArtifactError
     from gear_trt.export.layout import base_name, run_checkpoints
     from gear_trt.rundir import RunDir
@@ -44,7 +43,7 @@ def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
             for f in RunDir(p).deploy_artifacts():
                 out.append((base_name(f).split(".")[0], f))
         elif p.is_file():
-            out.append((base_name(p) if p.suffix == ".onnx" else p.stem.split(".")[0], p))
+            out.append((base_name(p) if p.suffix == ONNX_SUFFIX else p.stem.split(".")[0], p))
         else:
             raise ArtifactError(f"{p} does not exist", "pass checkpoints, ONNX files, engines or run directories")
     return out
@@ -53,16 +52,18 @@ def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from gear_trt.choices import PRECISIONS
     from gear_trt.energy import auto_meter
+    from gear_trt.errors import ArtifactError
     from gear_trt.evaluate.table import benchmark_artifact, format_table, save_table
     from gear_trt.rundir import RunDir
 
+    sources = expand_sources(args.sources)  # cheap: a missing file fails before the data loads
     data = None
     if args.data not in ("none", ""):
         from gear_trt.data import load_source
 
         data = load_source(args.data, "test")
-    sources = expand_sources(args.sources)
     meter = auto_meter(args.energy)
     print(f"energy: {meter.source}", file=sys.stderr)
     rows = []
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         meter.close()
     models = list(dict.fromkeys(r.model for r in rows))
-    precisions, backends = ["fp32", "fp16", "int8"], ["torch", "onnxruntime", "onnxruntime-opt", "tensorrt"]
-    rows.sort(key=lambda r: (models.index(r.model), precisions.index(r.precision) if r.precision in precisions else 9,
+    backends = ["torch", "onnxruntime", "onnxruntime-opt", "tensorrt"]
+    rows.sort(key=lambda r: (models.index(r.model), PRECISIONS.index(r.precision) if r.precision in PRECISIONS else 9,
                              backends.index(r.backend) if r.backend in backends else 9))
     print(format_table(rows))
     out = args.json or (str(RunDir(args.sources[0]).bench_path) if len(args.sources) == 1 and RunDir.is_run_dir(args.sources[0]) else None)
@@ -83,4 +84,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench: {out}", file=sys.stderr)
         save_table(out, rows, data=args.data, corruptions=args.corruptions, batch=args.batch, throughput_batch=args.throughput_batch,
                    warmup=args.warmup, iterations=args.iterations, threads=args.threads, energy_meter=meter.info())
-    return 0 if all(r.status == "ok" for r in rows) else 1
+    failed = [r for r in rows if r.status != "ok"]
+    if failed:  # every failure is a user-fixable one (benchmark_artifact turns GearErrors into a status)
+        first = failed[0]
+        raise ArtifactError(f"{len(failed)} of {len(rows)} rows failed, e.g. {first.model}: {first.status.removeprefix('failed: ')}",
+                            "fix or leave out those sources; the table above has the others")
+    return 0

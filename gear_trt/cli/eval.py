@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+
+from gear_trt.cli.common import add_evaluation_arguments, at_least
+from gear_trt.errors import GearWarning
+
+
+class ClassNamesWarning(GearWarning):
+    """The evaluation data names its classes differently from the model."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="checkpoint (.pt), ONNX file (.onnx) or engine (.engine/.plan, .ort.onnx)")
-    parser.add_argument("--data", metavar="SRC", default="builtin", help="data source (builtin, cifar10:<root>, a folder or .zip; default builtin)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default test)")
-    parser.add_argument("--corruptions", choices=("none", "subset", "full"), default="none", help="corruption sweep (default none)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the corruption sweep")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate N evenly spaced images (class-balanced on class-sorted data)")
-    parser.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: cpu/cuda/tensorrt; TensorRT: GPU index")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch, onnxruntime)")
+    add_evaluation_arguments(parser)
+    parser.add_argument("--split", default="test", choices=("train", "test", "val"), help="split to evaluate (default test)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the corruption sweep (default 0)")
+    parser.add_argument("--batch-size", type=at_least(1), default=256, metavar="N", help="inference batch size (default 256)")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the results as JSON")
 
 
@@ -38,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
     ds = load_source(args.data, args.split)
     ds = spread_subset(ds, args.limit)
     runner = load_runner(args.path, device=args.device, threads=args.threads)
+    model_classes, data_classes = tuple(runner.meta.classes), tuple(ds.classes)
+    if len(model_classes) == len(data_classes) and model_classes != data_classes:  # a count mismatch is an error below
+        k = next(i for i, (m, d) in enumerate(zip(model_classes, data_classes)) if m != d)
+        warnings.warn(ClassNamesWarning(
+            f"the data's class names differ from the model's (label {k}: model {model_classes[k]!r}, data {data_classes[k]!r}); "
+            "accuracy compares label numbers, so check that this is the data the model was trained for"))
     result = {"path": str(args.path), "data": args.data, "split": args.split, "images": len(ds)}
     with runner:
         result.update(backend=runner.backend, precision=runner.precision)

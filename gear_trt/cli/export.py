@@ -12,24 +12,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from gear_trt.choices import PRECISIONS
+from gear_trt.cli.common import at_least
 
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with build-engine (which exports the ONNX files it needs)."""
     g = parser.add_argument_group("export")
     g.add_argument("--stages", metavar="A,B", default=None, help="only these stages of a run (default: all)")
-    g.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17 for TensorRT 8.5+; the dynamo exporter needs >= 18)")
+    g.add_argument("--opset", type=at_least(7), default=None, help="ONNX opset (default 17 for TensorRT 8.5+; the dynamo exporter needs >= 18)")
     g.add_argument("--dynamo", action="store_true", help="use torch's dynamo exporter (opset >= 18, TensorRT 10+; needs onnxscript)")
     g.add_argument("--parity-data", metavar="SRC", default="builtin", help="real test images for the PyTorch/ONNX parity check ('none': random inputs only)")
     g.add_argument("--force", action="store_true", help="re-export even when the files are up to date")
     c = parser.add_argument_group("INT8 calibration")
     c.add_argument("--calibration", metavar="PATH", default=None, help="calibration manifest to reuse, or to create if missing")
     c.add_argument("--calib-source", metavar="SRC", default=None, help="data source of a new manifest (default: the run's data, else builtin)")
-    c.add_argument("--calib-size", type=int, default=512, help="images in a new manifest, class-balanced (default 512)")
-    c.add_argument("--calib-seed", type=int, default=0, help="seed of a new manifest (default 0)")
+    c.add_argument("--calib-size", type=at_least(1), default=512, help="images in a new manifest, class-balanced (default 512)")
+    c.add_argument("--calib-seed", type=at_least(0), default=0, help="seed of a new manifest (default 0)")
     c.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax", help="activation range calibration (default minmax)")
-    c.add_argument("--int8-float-layers", type=int, default=1, metavar="N",
+    c.add_argument("--int8-float-layers", type=at_least(0), default=1, metavar="N",
                    help="keep up to N more layers float: those whose quantization moves the logits most on the calibration set (default 1; 0: off)")
     c.add_argument("--int8-producer", choices=("onnxruntime", "modelopt"), default="onnxruntime",
                    help="who inserts the Q/DQ nodes (modelopt: optional extra, opset >= 19, TensorRT 10+ only)")
@@ -37,7 +38,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="SOURCE", help="a run directory or a checkpoint (.pt)")
-    parser.add_argument("--precision", default="fp32,fp16,int8", help="comma-separated: fp32, fp16, int8 (default all)")
+    parser.add_argument("--precision", default=",".join(PRECISIONS), help=f"comma-separated: {', '.join(PRECISIONS)} (default all)")
     parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default RUN_DIR/onnx or the checkpoint's folder)")
     add_export_arguments(parser)
 

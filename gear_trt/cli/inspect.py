@@ -42,22 +42,15 @@ def run(args: argparse.Namespace) -> int:
 # --- gathering ------------------------------------------------------------------------------------
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
-    from gear_trt.models import count_params, family, group_names, layer_params, layer_table
     from gear_trt.grow.budget import deployed_bytes
+    from gear_trt.models import count_params, family, group_names, params_by_group
     from gear_trt.train.checkpoint import checkpoint_spec, load_checkpoint
 
     payload = load_checkpoint(path)
     spec = checkpoint_spec(payload, path)
     names = group_names(spec)
     full = family(spec.family).full_widths
-    per_group = [0] * len(spec.widths)
-    fixed = 0  # layers that write a fixed size: the classifier
-    for layer in layer_table(spec):
-        n = sum(layer_params(spec, layer))
-        if layer.out_group is None:
-            fixed += n
-        else:
-            per_group[layer.out_group] += n
+    per_group, fixed = params_by_group(spec)  # fixed: the layers of a fixed size (the classifier)
     params = count_params(spec)
     stored = sum(int(t.numel()) for k, t in payload["model"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     if stored != params:

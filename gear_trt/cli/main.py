@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
 from gear_trt import __version__
-from gear_trt.errors import GearError
+from gear_trt.errors import GearError, GearWarning
 
 # name -> (module, one-line description). The single table behind --help and dispatch.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,8 +32,15 @@ def _command_in(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as the rest are: one line with the fix, exit 2 (no usage block)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} -- fix: see `{self.prog} --help`\n")
+
+
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gear-trt",
         description="Grow, train and robustify small CNNs on an edge GPU, and deploy them through ONNX and TensorRT.",
     )
@@ -49,13 +57,18 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error (see _Parser): its code, in-process too
+        return int(exc.code or 0)
     if args.command is None:
         parser.print_help()
         return 0
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return int(module.run(args) or 0)
     except GearError as exc:
         print(f"gear-trt {args.command}: error: {exc.message}" + (f" -- fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
         return 2
@@ -70,6 +83,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gear-trt {args.command}: interrupted; finished stages and checkpoints are kept (re-run with --resume)", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings(command: str, show: Any) -> Any:
+    """gear-trt's own warnings (skipped images, mismatched class names...) as one line, without source lines."""
+
+    def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if issubclass(category, GearWarning):
+            print(f"gear-trt {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 if __name__ == "__main__":

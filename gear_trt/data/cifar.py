@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from gear_trt.data.decode import check_fits_in_memory
 from gear_trt.data.imageset import ImageSet, resize_images
 from gear_trt.errors import DataError
 
@@ -88,15 +89,19 @@ def load_cifar(root: Path, variant: str, split: str, image_size: Optional[int], 
         try:
             data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             label = np.asarray(batch[label_key], dtype=np.int64)
-        except (KeyError, ValueError) as exc:
-            raise DataError(f"{path} lacks CIFAR data or '{label_key}' ({exc})", "re-download the CIFAR python version") from exc
-        if len(label) != len(data):
+        except (KeyError, ValueError, TypeError) as exc:  # missing, or not arrays (a tampered file)
+            raise DataError(f"{path} lacks CIFAR data or '{label_key}' ({type(exc).__name__}: {exc})",
+                            "re-download the CIFAR python version") from None
+        if label.ndim != 1 or len(label) != len(data):
             raise DataError(f"{path} has {len(data)} images but {len(label)} labels", "re-download the CIFAR python version")
         images.append(data.transpose(0, 2, 3, 1))
         labels.append(label)
 
     if (folder / meta).is_file():
-        classes = tuple(str(c) for c in read_batch(folder / meta)[names_key])
+        names = read_batch(folder / meta).get(names_key)
+        if not isinstance(names, (list, tuple)) or not names:
+            raise DataError(f"{folder / meta} has no list of class names under '{names_key}'", "re-download the CIFAR python version")
+        classes = tuple(c.decode("latin1") if isinstance(c, bytes) else str(c) for c in names)
     elif variant == "cifar10":
         classes = CIFAR10_CLASSES
     else:
@@ -111,5 +116,6 @@ def load_cifar(root: Path, variant: str, split: str, image_size: Optional[int], 
         keep.sort()
     pixels = torch.from_numpy(np.ascontiguousarray(np.concatenate(images)[keep]))
     if image_size is not None and image_size != 32:
+        check_fits_in_memory(len(pixels), image_size, image_size)
         pixels = torch.cat([resize_images(part, image_size) for part in pixels.split(4096)])
     return ImageSet(pixels, torch.from_numpy(label_all[keep]), classes, variant, split)

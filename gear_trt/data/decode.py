@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -71,10 +72,30 @@ class ZipReader:
 
 def decode_image(data: bytes) -> np.ndarray:
     """Image file bytes -> uint8 [H, W, 3] RGB (grayscale, palette and RGBA are converted)."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(data)) as image:
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
+        raise ValueError("not an image file PIL can read") from None
+    with image:
         return np.asarray(image.convert("RGB"))
+
+
+def check_fits_in_memory(count: int, height: int, width: int) -> None:
+    """DataError unless `count` uint8 RGB images of height x width take at most half of this machine's memory."""
+    need = count * height * width * 3
+    total = _physical_memory()
+    if total and need > total // 2:
+        raise DataError(f"{count} images at {height}x{width} need {need / 2**30:.1f} GiB in memory, more than half of this machine's "
+                        f"{total / 2**30:.1f} GiB", "pass a smaller image size (--image-size) or fewer images (--train-per-class)")
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # not POSIX: no check
+        return 0
 
 
 @dataclass
@@ -117,6 +138,7 @@ def pack(
     if found is None:
         return Packed(np.zeros((0, 1, 1, 3), np.uint8), keep, [(names[i], r) for i, r in sorted(broken.items())])
     target: tuple[int, int] = found
+    check_fits_in_memory(n, *target)
     out = np.empty((n, target[0], target[1], 3), dtype=np.uint8)
 
     def work(start: int) -> int:
@@ -159,5 +181,5 @@ def pack(
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc).splitlines()[0]) if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -45,7 +45,7 @@ from gear_trt.data.cifar import LAYOUT as CIFAR_LAYOUT
 from gear_trt.data.cifar import load_cifar
 from gear_trt.data.decode import IMAGE_EXTENSIONS, DirReader, Reader, ZipReader, pack
 from gear_trt.data.imageset import ImageSet
-from gear_trt.errors import ConfigError, DataError
+from gear_trt.errors import ConfigError, DataError, GearWarning
 
 BUILTIN_ZIP = Path(__file__).resolve().parent / "builtin" / "cifar10-subset.zip"
 SPLITS = ("train", "test", "val")
@@ -59,7 +59,7 @@ SOURCE_FIX = "give 'builtin', 'cifar10:<root>', 'cifar100:<root>', an image-fold
 MAX_NAMED = 10
 
 
-class BrokenImagesWarning(UserWarning):
+class BrokenImagesWarning(GearWarning):
     """Some images of a source could not be read and were skipped."""
 
 
@@ -178,9 +178,13 @@ class ImageTree:
         return cls("dir", base, tree, {})
 
     def _fingerprint_dir(self, names: list[str]) -> list[Any]:
-        out = []
+        out: list[Any] = []
         for name in names:
-            st = (self.path / name).stat()
+            try:
+                st = (self.path / name).stat()
+            except OSError as exc:  # a dangling or looping symlink: decoding reports it as unreadable
+                out.append([name, "unreadable", exc.errno])
+                continue
             out.append([name, st.st_size, st.st_mtime_ns])
         return out
 
@@ -302,4 +306,4 @@ def _report_skipped(ds: ImageSet, where: str, total: int, on_error: str, reasons
     empty = [c for c, count in zip(ds.classes, ds.class_counts()) if count == 0]
     if empty:
         raise DataError(f"class {empty[0]!r} has no readable images; {what}", "fix or replace those files")
-    warnings.warn(f"gear-trt: skipped {what}", BrokenImagesWarning, stacklevel=3)
+    warnings.warn(f"skipped {what}", BrokenImagesWarning, stacklevel=3)

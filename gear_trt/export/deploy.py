@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
+from gear_trt.choices import PRECISIONS
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
 from gear_trt.export.layout import Checkpoint, base_name, engine_path
 from gear_trt.io import sha256_file
@@ -196,7 +197,7 @@ def build_one(onnx_path: Path, engine: Path, precision: str, backend: str, opts:
 def build_checkpoint_engines(cp: Checkpoint, precisions: Sequence[str], backend: str, eopts: EngineOptions, *, opts: ExportOptions = ExportOptions(),
                              calib: CalibrationOptions = CalibrationOptions(), notify: Notify = _stderr) -> dict[str, Path]:
     """Engines (TensorRT or onnxruntime) of each precision for `cp`, exporting the ONNX files they need."""
-    needed = sorted({onnx_for_engine(backend, p, eopts.strongly_typed) for p in precisions}, key=["fp32", "fp16", "int8"].index)
+    needed = sorted({onnx_for_engine(backend, p, eopts.strongly_typed) for p in precisions}, key=PRECISIONS.index)
     onnx_files = export_precisions(cp, needed, opts=opts, calib=calib, notify=notify)
     out = {}
     for p in precisions:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from gear_trt.errors import ArtifactError, ConfigError
+from gear_trt.choices import ENGINE_SUFFIX, ONNX_SUFFIX, PRECISIONS
+from gear_trt.errors import ArtifactError, ConfigError, GearWarning
 from gear_trt.rundir import RunDir
 
 PathLike = Union[str, "os.PathLike[str]"]
-PRECISIONS = ("fp32", "fp16", "int8")
-_PRECISION_SUFFIX = re.compile(r"\.(fp32|fp16|int8)$")
+_PRECISION_SUFFIX = re.compile(r"\.(" + "|".join(PRECISIONS) + r")$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +44,13 @@ class Checkpoint:
 
 def engine_path(base: Path, precision: str, backend: str) -> Path:
     """base "dir/backbone" -> dir/backbone.<precision>.engine (TensorRT) or .ort.onnx (onnxruntime)."""
-    suffix = ".engine" if backend == "tensorrt" else ".ort.onnx"
-    return base.with_name(f"{base.name}.{precision}{suffix}")
+    return base.with_name(f"{base.name}.{precision}{ENGINE_SUFFIX[backend]}")
 
 
 def base_name(onnx_path: PathLike) -> str:
     """"backbone.fp16.onnx" -> "backbone"; "model.onnx" -> "model"."""
     stem = Path(onnx_path).name
-    for suffix in (".ort.onnx", ".onnx"):
+    for suffix in (ENGINE_SUFFIX["onnxruntime"], ONNX_SUFFIX):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -63,6 +63,13 @@ def run_checkpoints(run_dir: PathLike, stages: Optional[Sequence[str]] = None) -
     found = run.stage_checkpoints()
     if not found:
         raise ArtifactError(f"{run.path} has no checkpoints", "run `gear-trt grow` first, or pass a checkpoint (.pt) or ONNX file")
+    missing = run.missing_checkpoints()
+    asked = [s for s in stages or missing if s in missing]
+    if stages and asked:
+        raise ArtifactError(f"stage {asked[0]}'s checkpoint {run.path / missing[asked[0]]} is missing",
+                            f"re-run the pipeline to recreate it (gear-trt grow --resume --out {run.path}), or leave {asked[0]} out of --stages")
+    for name in asked:
+        warnings.warn(f"skipping stage {name}: its checkpoint {run.path / missing[name]} is missing", GearWarning, stacklevel=2)
     if stages:
         names = [n for n, _ in found]
         unknown = [s for s in stages if s not in names]

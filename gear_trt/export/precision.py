@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from gear_trt.choices import PRECISIONS  # noqa: F401 - gear_trt.export.PRECISIONS
 from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import ArtifactError, ConfigError
 from gear_trt.export.metadata import get_meta, set_meta
@@ -28,7 +29,6 @@ from gear_trt.io import atomic_write_bytes, sha256_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_PRODUCERS = ("onnxruntime", "modelopt")
 FP16_MAX = float(np.finfo(np.float16).max)

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from typing import Optional
 
 import numpy as np
 
+from gear_trt.choices import PRECISION_BYTES
 from gear_trt.errors import BudgetError, ConfigError
 from gear_trt.models import layer_table
 from gear_trt.spec import ModelSpec
 
-PRECISION_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 _COUNT_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
 
@@ -65,11 +66,13 @@ def deployed_bytes(spec: ModelSpec) -> dict[str, int]:
 
 def parse_budget(text: str) -> Budget:
     """'250k' -> params, '1.5MB@int8' -> deployed bytes, '300MB@train:256' -> training memory."""
-    s = text.strip().replace("_", "").replace(",", "")
-    m = re.fullmatch(r"(?i)(\d+(?:\.\d+)?)\s*([a-z]*)\s*(?:@\s*([a-z0-9]+)(?::(\d+))?)?", s)
+    s = str(text).strip().replace("_", "").replace(",", "")
+    m = re.fullmatch(r"(?i)(\d+(?:\.\d+)?(?:e\d+)?)\s*([a-z]*)\s*(?:@\s*([a-z0-9]+)(?::(\d+))?)?", s)
     if not m:
         raise ConfigError(f"cannot read budget '{text}'", "use e.g. 250k (parameters), 1.5MB@int8 (model bytes) or 300MB@train:128")
     number, unit, target, batch = float(m.group(1)), m.group(2).lower(), (m.group(3) or "").lower(), m.group(4)
+    if not number > 0:
+        raise ConfigError(f"budget '{text}' is not positive", "use e.g. 250k (parameters), 1.5MB@int8 (model bytes) or 300MB@train:128")
     if not target:
         if unit not in _COUNT_UNITS:
             raise ConfigError(f"budget '{text}' has a byte unit but no precision", "write e.g. 1.5MB@int8, 3MB@fp16 or 300MB@train")
@@ -78,16 +81,31 @@ def parse_budget(text: str) -> Budget:
         raise ConfigError(f"unknown size unit '{unit}' in budget '{text}'", "use B, KB, MB, GB, KiB, MiB or GiB")
     size = number * _UNITS[unit]
     if target == "train":
+        if batch is not None and int(batch) < 1:
+            raise ConfigError(f"budget '{text}' asks for training batch {batch}", "give a batch of 1 or more, e.g. 300MB@train:128")
         return Budget("train", size, batch=int(batch) if batch else 128)
+    if batch is not None:
+        raise ConfigError(f"budget '{text}' gives a batch, which only training-memory budgets take", "write e.g. 1.5MB@int8, or 300MB@train:128")
     if target not in PRECISION_BYTES:
-        raise ConfigError(f"unknown precision '{target}' in budget '{text}'", "use fp32, fp16, int8 or train")
+        raise ConfigError(f"unknown precision '{target}' in budget '{text}'", f"use {', '.join(PRECISION_BYTES)} or train")
     return Budget("bytes", size, precision=target)
+
+
+def parse_count(text: str, flag: str = "--params") -> int:
+    """A parameter count as budgets write it: '250k' -> 250000, '1.2M' -> 1200000, '5e5' -> 500000."""
+    try:
+        budget = parse_budget(text)
+    except ConfigError:
+        budget = None
+    if budget is None or budget.kind != "params":
+        raise ConfigError(f"{flag} '{text}' is not a parameter count", f"e.g. {flag} 250k or {flag} 1.2M")
+    return int(round(budget.limit))
 
 
 def growth_ratio_budget(spec: ModelSpec, ratio: float) -> Budget:
     """The paper's gamma: add ratio x (current total neurons), C(f) = sum of widths."""
-    if ratio <= 0:
-        raise ConfigError(f"--growth-ratio must be > 0, got {ratio}")
+    if not (ratio > 0 and math.isfinite(ratio)):
+        raise ConfigError(f"--growth-ratio must be a positive number, got {ratio}", "e.g. --growth-ratio 0.9 (the paper's VGG-19 value)")
     return Budget("neurons", sum(spec.widths) + round(ratio * sum(spec.widths)))
 
 

@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from gear_trt.choices import GROWERS  # noqa: F401 - the names live in the table the CLI reads without torch
 from gear_trt.grow.candidates import GrowthCandidates, _key
 
-GROWERS = ("firefly", "gradmax", "random")
 Progress = Optional[Callable[[str, int, int, float], None]]
 Batches = Iterable[tuple[Tensor, Tensor]]
 

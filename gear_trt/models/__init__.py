@@ -82,11 +82,25 @@ def full_spec(name: str, num_classes: int = 10, input_size: int = 32) -> ModelSp
 def backbone_spec(name: str, num_classes: int = 10, input_size: int = 32, fraction: float = BACKBONE_FRACTION) -> ModelSpec:
     """The uniform width multiplier whose model has about `fraction` of the full model's parameters."""
     target = fraction * count_params(full_spec(name, num_classes, input_size))
-    lo, hi = 0.0, 1.0
-    for _ in range(40):  # parameters grow monotonically with the multiplier: bisect
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if count_params(scaled_spec(name, mid, num_classes, input_size)) < target else (lo, mid)
+    _, hi = width_multiplier_bracket(name, lambda spec: count_params(spec) < target, num_classes, input_size)
     return scaled_spec(name, hi, num_classes, input_size)
+
+
+def width_multiplier_bracket(name: str, below: Callable[[ModelSpec], bool], num_classes: int = 10, input_size: int = 32,
+                             *, beyond_full: bool = False) -> tuple[float, float]:
+    """(lo, hi): the uniform width multipliers either side of where `below(scaled_spec)` turns False.
+
+    `below` must be monotone (True for small models, False for large ones), as parameters, deployed
+    bytes and training memory all are. The search runs on [0, 1] (the full model), or upwards past it
+    with `beyond_full`; 40 halvings leave lo and hi adjacent in width.
+    """
+    lo, hi = 0.0, 1.0
+    while beyond_full and below(scaled_spec(name, hi, num_classes, input_size)):
+        hi *= 2
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if below(scaled_spec(name, mid, num_classes, input_size)) else (lo, mid)
+    return lo, hi
 
 
 def _width(spec: ModelSpec, group: int | None, fixed: int) -> int:
@@ -108,3 +122,16 @@ def layer_params(spec: ModelSpec, layer: LayerInfo) -> tuple[int, int]:
 def count_params(spec: ModelSpec) -> int:
     """Exact number of trainable parameters of build_model(spec)."""
     return sum(sum(layer_params(spec, layer)) for layer in layer_table(spec))
+
+
+def params_by_group(spec: ModelSpec) -> tuple[list[int], int]:
+    """(parameters of the layers writing each width group, parameters of the fixed-size layers: the classifier)."""
+    per_group = [0] * len(spec.widths)
+    fixed = 0
+    for layer in layer_table(spec):
+        n = sum(layer_params(spec, layer))
+        if layer.out_group is None:
+            fixed += n
+        else:
+            per_group[layer.out_group] += n
+    return per_group, fixed

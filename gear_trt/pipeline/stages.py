@@ -16,111 +16,79 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
-from gear_trt.data import BatchLoader, ImageSet, load_source
+from gear_trt.choices import PIPELINES, PRESETS, Preset
+from gear_trt.data import BatchLoader, ImageSet
 from gear_trt.data.era import ERA, ERAConfig
-from gear_trt.errors import BudgetError, ConfigError
+from gear_trt.errors import ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
-from gear_trt.grow.growers import GROWERS
-from gear_trt.grow.osg import BudgetBeyondOneShot, check_budget
 from gear_trt.grow.candidates import default_new_counts
-from gear_trt.models import backbone_spec, build_model, family, group_names, scaled_spec
+from gear_trt.grow.osg import BudgetBelowBackbone, BudgetBeyondOneShot, check_budget
+from gear_trt.models import backbone_spec, build_model, group_names, scaled_spec, width_multiplier_bracket
+from gear_trt.pipeline.inputs import load_splits
+from gear_trt.pipeline.options import GrowOptions, robust_eval_images
 from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
 from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
 from gear_trt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
-from gear_trt.train.jsd import era_loss
-from gear_trt.train.loop import TrainConfig, accuracy_eval, evaluate_accuracy, resolve_device, train
+from gear_trt.train.jsd import era_views_loss
+from gear_trt.train.loop import accuracy_eval, evaluate_accuracy, resolve_device, train
 
-PIPELINES = ("gearnn2", "gearnn1", "small-clean", "small-aug")
+__all__ = ["GrowOptions", "PIPELINES", "PRESETS", "Plan", "Preset", "prepare", "run_pipeline"]
+
 # The paper's growth ratios on CIFAR-10 (GEARNN.md), used when neither --budget nor --growth-ratio is given.
 PAPER_GROWTH_RATIO = {"vgg19": 0.9, "mobilenet_v1": 1.8, "resnet18": 0.6}
 
 
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    backbone_epochs: int
-    grown_epochs: int
-    robust_epochs: int
-    baseline_epochs: int
-    robust_images: int  # test images in each stage's corruption sweep (0: no sweep)
-    robust_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
-
-
-PRESETS = {
-    # The paper's CIFAR-10 schedule: 40 / 1 / 40 / 40 epochs, baselines 160.
-    "paper": Preset(40, 40, 40, 160, robust_images=10_000),
-    # Minutes on a 2-core CPU with the built-in data; same proportions as the paper (baseline ~1.3x GEARnn-2).
-    "quick": Preset(3, 3, 2, 11, robust_images=200, robust_severities=(1, 3, 5)),
-}
-
-
 @dataclasses.dataclass
-class GrowOptions:
-    data: str = "builtin"
-    arch: str = "vgg19"
-    pipeline: str = "gearnn2"
-    preset: str = "quick"
-    budget: Optional[str] = None
-    growth_ratio: Optional[float] = None
-    like: Optional[str] = None  # small-*: take the final spec from this run's summary (equal final size)
-    shots: int = 1
-    grower: str = "firefly"  # firefly | gradmax | random (gear_trt.grow.growers)
-    new_ratio: float = 0.5
-    growth_pass: float = 1.0  # fraction of an epoch the candidates train for (paper: one pass)
-    seed: int = 0
-    batch_size: int = 128
-    lr: float = 0.1
-    # Linear lr warmup per training stage (capped at half the stage). Without it, VGG-19 from scratch at
-    # lr 0.1 stays at chance for some seeds (measured: seed 2 backbone 11% vs 33% after 3 epochs).
-    warmup_epochs: float = 1.0
-    device: str = "auto"
-    era_width: int = 1
-    era_depth: int = 3
-    era_severity: int = 3
-    jsd: bool = False
-    robust_eval: str = "auto"  # auto (the preset's subset) | none | full | <N images>
-    train_per_class: Optional[int] = None
-    test_per_class: Optional[int] = None
-    epochs_scale: float = 1.0  # multiply every stage's epochs (sensitivity studies, smoke tests)
+class Plan:
+    """A grow run checked against its data, before anything is written: what run_pipeline executes."""
 
-    def validate(self) -> "GrowOptions":
-        if self.pipeline not in PIPELINES:
-            raise ConfigError(f"unknown pipeline '{self.pipeline}'", f"choose one of {', '.join(PIPELINES)}")
-        if self.preset not in PRESETS:
-            raise ConfigError(f"unknown preset '{self.preset}'", f"choose one of {', '.join(PRESETS)}")
-        family(self.arch)
-        if self.budget and self.growth_ratio:
-            raise ConfigError("--budget and --growth-ratio both given", "pass only one of them")
-        if self.grower not in GROWERS:
-            raise ConfigError(f"unknown grower '{self.grower}'", f"choose one of {', '.join(GROWERS)}")
-        if not 0 < self.growth_pass <= 1:
-            raise ConfigError(f"--growth-pass must be in (0, 1], got {self.growth_pass}", "use 1 for the paper's one pass")
-        if self.warmup_epochs < 0:
-            raise ConfigError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}", "use e.g. 1 (0: no warmup)")
-        if self.shots < 1:
-            raise ConfigError(f"--shots must be >= 1, got {self.shots}")
-        if self.like and not self.pipeline.startswith("small"):
-            raise ConfigError("--like applies to the small-clean and small-aug baselines only", "drop --like")
-        return self
+    opts: GrowOptions
+    train_set: ImageSet
+    test_set: ImageSet
+    spec0: ModelSpec  # the backbone at this data's classes and image size
+    budget: Optional[Budget]  # growing pipelines: the final size
+    small_spec: Optional[ModelSpec]  # baselines: the fixed model
+
+
+def prepare(opts: GrowOptions, *, progress: bool = True) -> Plan:
+    """Validate the options against the data: every user error a run can hit before training is raised here."""
+    opts.validate()
+    like = like_spec(opts.like) if opts.like else None
+    if like is not None and opts.arch != like.family:  # (the command line follows the run when --arch is not given)
+        raise ConfigError(f"--arch {opts.arch} differs from the family of the --like run ({like.family})",
+                          f"leave --arch out or pass --arch {like.family}, or --like a {opts.arch} run")
+    resolve_device(opts.device)
+    train_set, test_set = load_splits(opts, progress=progress)
+    spec0 = backbone_spec(opts.arch, num_classes=train_set.num_classes, input_size=train_set.image_size)
+    budget = small = None
+    if PIPELINES[opts.pipeline].grows:
+        budget = _resolve_budget(opts, spec0)
+        if opts.shots == 1:  # fail now, not after training the backbone
+            _reachable_new_ratio(spec0, budget, opts, lambda line: None)
+        elif budget.limit < budget.cost(spec0):
+            raise BudgetBelowBackbone(f"budget {budget.describe()} is below the backbone itself ({budget.describe(budget.cost(spec0))})",
+                                   "give a larger budget or start from a smaller backbone")
+    else:
+        small = _baseline_spec(opts, spec0, like)
+    return Plan(opts, train_set, test_set, spec0, budget, small)
 
 
 class Context:
     """What every stage needs: the run, the data, the device, the meter, the summary being built."""
 
-    def __init__(self, run: RunDir, opts: GrowOptions, echo: Callable[[str], None]) -> None:
-        self.run, self.opts, self.echo = run, opts, echo
+    def __init__(self, run: RunDir, plan: Plan, echo: Callable[[str], None], quiet: bool = False) -> None:
+        opts = plan.opts
+        self.run, self.opts, self.echo, self.quiet = run, opts, echo, quiet
         self.preset = PRESETS[opts.preset]
         self.device = resolve_device(opts.device)
         torch.manual_seed(opts.seed)
-        self.train_set = _limit(load_source(opts.data, "train"), opts.train_per_class, opts.seed)
-        self.test_set = _limit(load_source(opts.data, "test"), opts.test_per_class, opts.seed)
-        if self.test_set.classes != self.train_set.classes:
-            raise ConfigError("train and test splits have different classes")
+        self.train_set, self.test_set = plan.train_set, plan.test_set
         self.classes = list(self.train_set.classes)
         self.test_loader = BatchLoader(self.test_set, 256, train=False, device=self.device)
         self.era = ERA(ERAConfig(width=opts.era_width, depth=opts.era_depth, severity=opts.era_severity, jsd=opts.jsd))
@@ -148,19 +116,16 @@ class Context:
         return summary
 
 
-def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    opts.validate()
-    run.write_config(dataclasses.asdict(opts))
-    ctx = Context(run, opts, echo)
-    spec0 = backbone_spec(opts.arch, num_classes=len(ctx.classes), input_size=ctx.train_set.image_size)
-    if opts.pipeline in ("gearnn2", "gearnn1"):
-        augmented = opts.pipeline == "gearnn1"
-        budget = _resolve_budget(opts, spec0)
-        if opts.shots == 1:  # fail now, not after training the backbone
-            _reachable_new_ratio(spec0, budget, opts, lambda line: None)
-        elif budget.limit < budget.cost(spec0):
-            raise BudgetError(f"budget {budget.describe()} is below the backbone itself ({budget.describe(budget.cost(spec0))})",
-                              "give a larger budget or start from a smaller backbone")
+def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[str], None] = print, *, quiet: bool = False) -> dict[str, Any]:
+    """Run the pipeline of `plan` (or of options, prepared here) into `run`; returns the summary."""
+    plan = plan if isinstance(plan, Plan) else prepare(plan, progress=not quiet)
+    opts = plan.opts
+    run.write_config(opts.to_dict())
+    ctx = Context(run, plan, echo, quiet)
+    spec0, kind = plan.spec0, PIPELINES[opts.pipeline]
+    if kind.grows:
+        assert plan.budget is not None
+        budget, augmented = plan.budget, kind.augmented
         model, spec = _train_stage(ctx, "backbone", build_model(spec0), spec0, ctx.epochs(ctx.preset.backbone_epochs), augmented, "train")
         grown_epochs = ctx.epochs(ctx.preset.grown_epochs) + (ctx.epochs(ctx.preset.robust_epochs) if augmented else 0)
         for shot in range(1, opts.shots + 1):
@@ -169,11 +134,12 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
             model, spec = _grow_stage(ctx, f"grow{suffix}", model, spec, shot_budget, augmented)
             epochs = max(1, grown_epochs // opts.shots) if opts.shots > 1 else grown_epochs
             model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train")
-        if opts.pipeline == "gearnn2":
+        if kind.robust_stage:
             _train_stage(ctx, "robust", model, spec, ctx.epochs(ctx.preset.robust_epochs), True, "era")
     else:
-        spec = _baseline_spec(opts, spec0)
-        _train_stage(ctx, "small", build_model(spec), spec, ctx.epochs(ctx.preset.baseline_epochs), opts.pipeline == "small-aug", "baseline")
+        assert plan.small_spec is not None
+        spec = plan.small_spec
+        _train_stage(ctx, "small", build_model(spec), spec, ctx.epochs(ctx.preset.baseline_epochs), kind.augmented, "baseline")
     if ctx.meter is not None:
         ctx.meter.close()
     return ctx.write_summary(totals=True).to_dict()
@@ -182,8 +148,7 @@ def run_pipeline(run: RunDir, opts: GrowOptions, echo: Callable[[str], None] = p
 # -- stages --------------------------------------------------------------------------------------------
 def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, epochs: int, augmented: bool, kind: str):
     opts = ctx.opts
-    cfg = TrainConfig(epochs=epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, device=opts.device,
-                      warmup_epochs=min(opts.warmup_epochs, epochs / 2))
+    cfg = opts.train_config(epochs)
     params = {"spec": spec.to_dict(), "train": cfg.to_dict(), "augmented": augmented, "era": dataclasses.asdict(ctx.era.config) if augmented else None}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):
@@ -191,12 +156,12 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
         model, spec, _ = load_model(ckpt, map_location=ctx.device)
         return model, spec
     log = ctx.run.logger(name)
-    loss_fn = _jsd_loss if augmented and opts.jsd else None
+    loss_fn = era_views_loss if augmented and opts.jsd else None
     with ctx.run.manifest.run_stage(name, params) as out:
         t0 = time.perf_counter()
         energy = _start(ctx)
         result = train(model, ctx.loader(augmented), cfg, ckpt_path=ckpt, spec=spec, classes=ctx.classes, stage=name,
-                       eval_fn=accuracy_eval(ctx.test_loader), loss_fn=loss_fn, log=log)
+                       eval_fn=accuracy_eval(ctx.test_loader), loss_fn=loss_fn, log=log, quiet=ctx.quiet)
         seconds, energy_j = time.perf_counter() - t0, _stop(energy)
         # a resumed stage counts the time of its earlier epochs too
         seconds = sum(r.get("seconds", 0) for r in result.history) or seconds
@@ -224,7 +189,7 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
                           max_batches=max(1, math.ceil(opts.growth_pass * len(loader))))
     with ctx.run.manifest.run_stage(name, params) as out:
         energy = _start(ctx)
-        bar = _progress(name)
+        bar = None if ctx.quiet else _progress(name)
         result = grow(model.to(ctx.device), spec, lambda: _FirstView(loader), budget, config, progress=bar)
         energy_j = _stop(energy)
         grown = build_model(result.spec).to(ctx.device)
@@ -260,8 +225,7 @@ def _entry(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, kin
 
 def _robust_eval(ctx: Context, model: torch.nn.Module, name: str) -> Optional[float]:
     """Mean accuracy over the 15 corruptions on a test subset (the preset's size, or --robust-eval)."""
-    mode = ctx.opts.robust_eval
-    n = ctx.preset.robust_images if mode == "auto" else 0 if mode == "none" else len(ctx.test_set) if mode == "full" else int(mode)
+    n = robust_eval_images(ctx.opts.robust_eval, ctx.preset.robust_images, len(ctx.test_set))
     if n <= 0:
         return None
     try:
@@ -280,13 +244,14 @@ def _robust_eval(ctx: Context, model: torch.nn.Module, name: str) -> Optional[fl
     results = sweep(predict, subset.images, subset.labels, preset="cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet",
                     severities=ctx.preset.robust_severities, seed=ctx.opts.seed, batch_size=256)
     ctx.run.write_json(ctx.run.eval_path(name), {"model": name, "precision": "fp32", "backend": "torch", "images": len(subset), **results.to_dict()})
-    return float(results.mean_corruption_acc)
+    mean = results.mean_corruption_acc
+    return None if mean is None else float(mean)
 
 
 def _resolve_budget(opts: GrowOptions, spec0: ModelSpec) -> Budget:
     if opts.budget:
         return parse_budget(opts.budget)
-    return growth_ratio_budget(spec0, opts.growth_ratio if opts.growth_ratio is not None else PAPER_GROWTH_RATIO[opts.arch])
+    return growth_ratio_budget(spec0, opts.growth_ratio if opts.growth_ratio is not None else PAPER_GROWTH_RATIO[spec0.family])
 
 
 def _shot_budget(budget: Budget, spec0: ModelSpec, spec: ModelSpec, shot: int, shots: int) -> Budget:
@@ -315,27 +280,32 @@ def _reachable_new_ratio(spec: ModelSpec, budget: Budget, opts: GrowOptions, ech
     return ratio
 
 
-def _baseline_spec(opts: GrowOptions, spec0: ModelSpec) -> ModelSpec:
+def like_spec(path: str) -> ModelSpec:
+    """The final model of a GEARnn run (its last trained stage after growth), for --like."""
+    run = RunDir.open(path)
+    for stage in reversed((run.load_summary() or RunSummary()).stages):
+        if stage.kind in ("train", "era") and stage.name != "backbone" and stage.checkpoint:
+            payload = load_checkpoint(run.path / stage.checkpoint)
+            return ModelSpec.from_dict(payload["spec"])
+    raise ConfigError(f"run {path} has no grown stage to copy the size of", "pass a gearnn2/gearnn1 run directory")
+
+
+def _baseline_spec(opts: GrowOptions, spec0: ModelSpec, like: Optional[ModelSpec]) -> ModelSpec:
     """The fixed-size baseline: the grown spec of another run (--like), or the widest uniform scaling in budget."""
-    if opts.like:
-        other = RunDir.open(opts.like)
-        for stage in reversed((other.load_summary() or RunSummary()).stages):
-            if stage.kind in ("train", "era") and stage.name != "backbone" and stage.checkpoint:
-                payload = load_checkpoint(other.path / stage.checkpoint)
-                return ModelSpec.from_dict(payload["spec"])
-        raise ConfigError(f"run {opts.like} has no grown stage to copy the size of", "pass a gearnn2/gearnn1 run directory")
+    if like is not None:
+        if (like.num_classes, like.input_size) != (spec0.num_classes, spec0.input_size):
+            raise ConfigError(f"the --like run was trained on {like.num_classes} classes of {like.input_size}px images, "
+                              f"this data has {spec0.num_classes} classes of {spec0.input_size}px",
+                              "--like a run on the same data (or copy only the widths: gear-trt train --widths-from ITS_CHECKPOINT)")
+        return like
     budget = _resolve_budget(opts, spec0)
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if budget.fits(scaled_spec(opts.arch, mid, spec0.num_classes, spec0.input_size)) else (lo, mid)
-    return scaled_spec(opts.arch, lo, spec0.num_classes, spec0.input_size)
-
-
-def _jsd_loss(model: torch.nn.Module, x: Any, y: torch.Tensor):
-    logits = model(torch.cat(list(x)))
-    clean, a1, a2 = logits.chunk(3)
-    return era_loss(clean, a1, a2, y), clean
+    arch, classes, size = spec0.family, spec0.num_classes, spec0.input_size
+    lo, _ = width_multiplier_bracket(arch, budget.fits, classes, size)
+    small = scaled_spec(arch, lo, classes, size)
+    if not budget.fits(small):
+        raise BudgetBelowBackbone(f"budget {budget.describe()} is below the smallest {arch} ({budget.describe(budget.cost(small))})",
+                               "give a larger budget")
+    return small
 
 
 class _FirstView:
@@ -349,10 +319,6 @@ class _FirstView:
 
     def __iter__(self):
         return (((x[0] if isinstance(x, tuple) else x), y) for x, y in self.loader)
-
-
-def _limit(ds: ImageSet, per_class: Optional[int], seed: int) -> ImageSet:
-    return ds.per_class(per_class, seed=seed) if per_class else ds
 
 
 def _energy_meter():

@@ -89,9 +89,9 @@ class Classifier:
         size are resized by the metadata's rule. `batch_size` bounds the batch sent to the backend.
         """
         x = self.preprocess(images, color=color)
-        step = int(batch_size) if batch_size else x.shape[0]
+        step = x.shape[0] if batch_size is None else int(batch_size)
         if step < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}", "pass a positive batch_size, or None for one batch")
         logits = np.concatenate([self.infer(x[i : i + step]) for i in range(0, x.shape[0], step)])
         idx = topk_indices(logits, k)
         probs = softmax(logits)
@@ -139,9 +139,13 @@ def load(
         meta = parse_meta(meta.to_json(), "the meta argument")
     is_onnx = path.suffix.lower() == ".onnx"
     sidecar: dict[str, Any] = {}
-    if not is_onnx:  # an engine: everything the app needs is in the sidecar
+    if not is_onnx or sidecar_path(path).is_file():  # an engine (or onnxruntime's optimised .ort.onnx): its sidecar decides
         found, sidecar = read_sidecar(path)
         verify_artifact_hash(path, sidecar)
+        if sidecar.get("onnxruntime"):  # an optimised model: made by this onnxruntime on this CPU? (as `gear-trt eval` checks)
+            from gear_trt.backends.onnxrt import ort_environment, validate_ort_sidecar
+
+            validate_ort_sidecar(sidecar, **ort_environment(), where=str(path))
         meta = meta or found
     if backend == "auto":
         backend = "onnxruntime" if is_onnx or sidecar.get("backend") == "onnxruntime" else "tensorrt"

@@ -40,7 +40,8 @@ def _check_image_array(arr: np.ndarray, what: str) -> None:
         )
     if arr.shape[-1] != 3:
         if arr.ndim >= 3 and arr.shape[-3] == 3:
-            fix = "images are channels-last (HWC); transpose CHW with img.transpose(1, 2, 0)"
+            fix = ("images are channels-last (NHWC); transpose an NCHW batch with images.transpose(0, 2, 3, 1)" if arr.ndim == 4
+                   else "images are channels-last (HWC); transpose CHW with img.transpose(1, 2, 0)")
         elif arr.shape[-1] == 4:
             fix = "drop the alpha channel: img[..., :3] (or PIL's image.convert('RGB'))"
         elif arr.shape[-1] == 1:
@@ -71,12 +72,10 @@ def as_image_batches(images: Images) -> list[np.ndarray]:
                 start = i
         return batches
     arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4:
+    if arr.ndim not in (3, 4):
         raise DataError(f"images have shape {tuple(arr.shape)}, expected HxWx3 or NxHxWx3", "pass uint8 RGB images, channels last")
-    _check_image_array(arr, "images")
-    return [arr]
+    _check_image_array(arr, "images")  # before the batch axis is added, so a hint can tell one image from a batch
+    return [arr[None] if arr.ndim == 3 else arr]
 
 
 def resize_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

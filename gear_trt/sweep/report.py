@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
+from gear_trt.choices import PIPELINES
 from gear_trt.errors import ArtifactError
 from gear_trt.io import atomic_write_text
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from gear_trt.sweep.spec import Plan, Trial
 
 # display names, in the order the paper's table lists the methods
-LABELS = {"gearnn2": "GEARnn-2", "gearnn1": "GEARnn-1", "small-clean": "Small(D_in)", "small-aug": "Small(D_aug)"}
+LABELS = {name: pipeline.label for name, pipeline in PIPELINES.items()}
 METRICS = ("clean_acc", "robust_acc", "seconds", "energy_j", "params")
 ATTEMPT = "sweep: attempt"  # the line logs/trial.log gets at the start of each attempt at a trial
 

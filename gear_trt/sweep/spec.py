@@ -55,8 +55,10 @@ class Trial:
 
     def argv(self) -> list[str]:
         """The `gear-trt grow` arguments that make this run (recorded in its manifest)."""
+        from gear_trt.pipeline.options import GrowOptions
+
         parser = grow_parser()
-        defaults = {a.dest: a.default for a in parser._actions}
+        defaults = {f.name: f.default for f in dataclasses.fields(GrowOptions)}
         args = [_flag(parser, k, v) for k, v in self.options.items() if v != defaults.get(k) and v is not None]
         return [a for pair in args for a in pair] + ["--out", str(self.path)]
 
@@ -211,7 +213,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    return {a.dest: a for a in parser._actions if a.dest not in NOT_IN_SPEC and a.option_strings}
+    """dest -> its (first) option: `--jsd`, not the `--no-jsd` that shares its dest."""
+    out: dict[str, argparse.Action] = {}
+    for a in parser._actions:
+        if a.dest not in NOT_IN_SPEC and a.option_strings:
+            out.setdefault(a.dest, a)
+    return out
 
 
 def _check_key(key: str, actions: Mapping[str, argparse.Action]) -> None:
@@ -231,10 +238,11 @@ def _flag(parser: argparse.ArgumentParser, key: str, value: Any) -> list[str]:
     """`key: value` as grow's command-line arguments."""
     action = _options(parser)[key]
     flag = action.option_strings[-1]
-    if action.nargs == 0:  # a switch (--jsd)
-        if not isinstance(value, bool):
-            raise ConfigError(f"SPEC {key}: {value!r} is not true or false", f"write {key}: true (grow's {flag}) or leave it out")
-        return [flag] if value else []
+    off = f"--no-{flag[2:]}"
+    if isinstance(value, bool) and (action.nargs == 0 or action.nargs == "?"):  # a switch (--jsd / --no-nesterov), or --amp alone
+        return [flag] if value else [off] if off in parser._option_string_actions else []
+    if action.nargs == 0:
+        raise ConfigError(f"SPEC {key}: {value!r} is not true or false", f"write {key}: true (grow's {flag}) or leave it out")
     if isinstance(value, (bool, dict, list)):
         raise ConfigError(f"SPEC {key}: {json.dumps(value)} is not {_kind(action)}",
                           f"give {key} {_kind(action)}, or a list of them for a grid axis")
@@ -260,7 +268,7 @@ def _check_value(parser: argparse.ArgumentParser, key: str, value: Any) -> None:
 
 def _options_of(parser: argparse.ArgumentParser, point: Mapping[str, Any], axes: Iterable[str], local: bool) -> dict[str, Any]:
     """One grid point -> every GrowOptions field, through grow's parser and GrowOptions.validate."""
-    from gear_trt.pipeline.stages import GrowOptions
+    from gear_trt.pipeline.options import GrowOptions, given
 
     argv = [a for k, v in point.items() if v is not None for a in _flag(parser, k, v)]
     where = "SPEC" + (f" ({', '.join(f'{k}={point[k]}' for k in axes if k in point)})" if axes else "")
@@ -269,11 +277,9 @@ def _options_of(parser: argparse.ArgumentParser, point: Mapping[str, Any], axes:
         ns = parser.parse_args(argv)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc.message.replace('argument ', '')}", exc.fix or fix) from None
-    fields = GrowOptions.__dataclass_fields__
-    options = {k: v for k, v in vars(ns).items() if k in fields}
-    if options["pipeline"] not in SMALL:
-        options["like"] = None  # `like` is for the small-* baselines only
-    opts = GrowOptions(**options)
+    opts = GrowOptions.resolve(given(ns, GrowOptions))  # the defaults, and what the point sets
+    if opts.pipeline not in SMALL:
+        opts = dataclasses.replace(opts, like=None)  # `like` is for the small-* baselines only
     try:
         opts.validate()
         if opts.budget:

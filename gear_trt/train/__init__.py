@@ -9,13 +9,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TrainConfig": "loop", "TrainResult": "loop", "train": "loop", "CrossEntropy": "loop",
+    "TrainConfig": "config", "TrainResult": "loop", "train": "loop", "CrossEntropy": "loop",
     "evaluate_accuracy": "loop", "accuracy_eval": "loop", "resolve_device": "loop", "first_view": "loop",
-    "make_optimizer": "loop", "AMP_MODES": "loop", "resolve_amp": "loop",
+    "make_optimizer": "loop", "AMP_MODES": "config", "resolve_amp": "loop",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
     "checkpoint_spec": "checkpoint", "seed_everything": "checkpoint", "FORMAT": "checkpoint",
     "lr_factor": "schedule", "SCHEDULES": "schedule",
-    "jsd_loss": "jsd", "era_loss": "jsd", "JSD_WEIGHT": "jsd",
+    "jsd_loss": "jsd", "era_loss": "jsd", "era_views_loss": "jsd", "JSD_WEIGHT": "jsd",
 }
 
 __all__ = sorted(_EXPORTS)

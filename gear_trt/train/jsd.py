@@ -9,6 +9,8 @@ The training loss is cross-entropy on the clean logits plus `weight` (12 in AugM
 
 from __future__ import annotations
 
+from typing import Sequence, Union
+
 import torch
 import torch.nn.functional as F
 
@@ -30,3 +32,10 @@ def era_loss(logits_clean: torch.Tensor, logits_aug1: torch.Tensor, logits_aug2:
     Run the model once on torch.cat([clean, aug1, aug2]) and split the logits with `.chunk(3)`.
     """
     return F.cross_entropy(logits_clean, targets) + weight * jsd_loss(logits_clean, logits_aug1, logits_aug2)
+
+
+def era_views_loss(model: torch.nn.Module, x: Union[torch.Tensor, Sequence[torch.Tensor]], y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A `loss_fn` for `train()` on ERA's (clean, aug1, aug2) views: one forward pass over the three,
+    AugMix's loss, and the clean view's logits (for the training accuracy)."""
+    clean, aug1, aug2 = model(torch.cat(tuple(x))).chunk(3)
+    return era_loss(clean, aug1, aug2, y), clean
