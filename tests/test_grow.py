@@ -197,9 +197,9 @@ def test_budget_below_backbone_or_beyond_one_shot_is_explained():
     spec = scaled_spec("mobilenet_v1", 0.05)
     model = build_model(spec)
     with pytest.raises(BudgetError, match="below the backbone"):
-        grow(model, spec, _toy_batches(spec), Budget("params", count_params(spec) - 1))
+        grow(model, spec, _toy_batches(spec), Budget("params", count_params(spec) - 1), GrowthConfig(grower="firefly"))
     with pytest.raises(BudgetError, match="one shot can reach"):
-        grow(model, spec, _toy_batches(spec), Budget("params", 100 * count_params(spec)))
+        grow(model, spec, _toy_batches(spec), Budget("params", 100 * count_params(spec)), GrowthConfig(grower="firefly"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -208,15 +208,15 @@ def test_grow_end_to_end_fits_budget_and_loads(family):
     torch.manual_seed(0)
     model = build_model(spec)
     budget = Budget("params", 1.6 * count_params(spec))
-    res = grow(model, spec, _toy_batches(spec), budget, GrowthConfig())
+    res = grow(model, spec, _toy_batches(spec), budget, GrowthConfig(grower="firefly"))
     assert count_params(res.spec) <= budget.limit
     assert count_params(res.spec) > count_params(spec)
     assert res.widths_after == list(res.spec.widths)
     grown = build_model(res.spec)
     grown.load_state_dict(res.state_dict)
     assert grown(torch.randn(2, 3, 32, 32)).shape == (2, 10)
-    assert len(res.candidate_loss) == 6 - GrowthConfig().holdout_batches  # the held-out batches are not trained on
-    assert res.holdout["batches"] == GrowthConfig().holdout_batches
+    assert len(res.candidate_loss) == 6 - GrowthConfig(grower="firefly").holdout_batches  # the held-out batches are not trained on
+    assert res.holdout["batches"] == GrowthConfig(grower="firefly").holdout_batches
     # the frozen backbone is untouched
     for k, v in build_model(spec).state_dict().items():
         assert v.shape == model.state_dict()[k].shape
@@ -228,7 +228,7 @@ def test_grow_is_deterministic_under_a_seed():
     for _ in range(2):
         torch.manual_seed(0)
         model = build_model(spec)
-        results.append(grow(model, spec, _toy_batches(spec), growth_ratio_budget(spec, 0.5), GrowthConfig(seed=4)))
+        results.append(grow(model, spec, _toy_batches(spec), growth_ratio_budget(spec, 0.5), GrowthConfig(grower="firefly", seed=4)))
     assert results[0].widths_after == results[1].widths_after
     for k in results[0].state_dict:
         assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])
@@ -240,9 +240,9 @@ def test_exact_scores_agree_in_sign_with_the_one_pass_scores():
     torch.manual_seed(0)
     model = build_model(spec)
     budget = growth_ratio_budget(spec, 0.5)
-    fast = grow(model, spec, _toy_batches(spec, n=4), budget, GrowthConfig(score_fraction=0.25, holdout_batches=0, seed=1))
+    fast = grow(model, spec, _toy_batches(spec, n=4), budget, GrowthConfig(grower="firefly", score_fraction=0.25, holdout_batches=0, seed=1))
     exact = grow(model, spec, _toy_batches(spec, n=4), budget,
-                 GrowthConfig(score_fraction=0.25, exact_scores=True, score_batches=1, holdout_batches=0, seed=1))
+                 GrowthConfig(grower="firefly", score_fraction=0.25, exact_scores=True, score_batches=1, holdout_batches=0, seed=1))
     a = np.concatenate([np.array(fast.scores[n]["split"] + fast.scores[n]["new"]) for n in fast.scores])
     b = np.concatenate([np.array(exact.scores[n]["split"] + exact.scores[n]["new"]) for n in exact.scores])
     # they differ by the gate (epsilon vs 0) and by the candidates' last Adam step
@@ -375,7 +375,7 @@ def test_streaming_a_sized_source_gives_the_same_growth():
     results = []
     for source in (lambda: iter(data), lambda: _Sized(data)):
         torch.manual_seed(0)
-        results.append(grow(build_model(spec), spec, source, growth_ratio_budget(spec, 0.5), GrowthConfig(calibrate_batches=2, seed=3)))
+        results.append(grow(build_model(spec), spec, source, growth_ratio_budget(spec, 0.5), GrowthConfig(grower="firefly", calibrate_batches=2, seed=3)))
     assert results[0].widths_after == results[1].widths_after
     for k in results[0].state_dict:
         assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])

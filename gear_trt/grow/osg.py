@@ -39,7 +39,7 @@ GROWERS = growers.GROWERS
 
 @dataclasses.dataclass(frozen=True)
 class GrowthConfig:
-    grower: str = "firefly"  # firefly | gradmax | random (growers.py)
+    grower: str = "gradmax"  # gradmax | firefly | random (growers.py); the pipeline's default too
     new_ratio: float = 0.5  # new-neuron candidates per group = ceil(new_ratio x width)
     lr: float = 0.1  # firefly: Adam step relative to each candidate tensor's scale (bound or RMS), cosine-decayed
     train_gate: float = 0.01  # firefly: gate while candidates train and are scored (Firefly's epsilon)
