@@ -310,8 +310,14 @@ def test_new_channels_are_scaled_like_their_siblings_in_train_and_eval_mode(fami
                GrowthConfig(grower="random", new_ratio=1.0))
     grown = build_model(res.spec)
     grown.load_state_dict(res.state_dict)
-    bn_layers = [layer for layer in layer_table(res.spec) if layer.kind == "bn" and res.added_new[layer.out_group] > 0]
-    layer = bn_layers[0]
+    table = layer_table(res.spec)
+    bns = [i for i, layer in enumerate(table) if layer.kind == "bn" and res.added_new[layer.out_group] > 0]
+    feeds = {table[i].out_group: 0 for i in bns}  # BatchNorms per group whose output the consumers read
+    for i in bns:
+        if not (i + 1 < len(table) and table[i + 1].kind == "dwconv"):
+            feeds[table[i].out_group] += 1
+    # a residual stream (several BatchNorms add to it) is normalised with the siblings' bias instead: not this test's rule
+    layer = next(table[i] for i in bns if feeds[table[i].out_group] == 1)
     k, w = res.added_new[layer.out_group], res.spec.widths[layer.out_group]
     bn = grown.get_submodule(layer.name)
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -96,11 +96,12 @@ def whole_growth(grower: str, family: str, spec, model, x, y, epoch_batches: int
 
     from gear_trt.grow import GrowthConfig, grow
     from gear_trt.grow.budget import growth_ratio_budget
-    from gear_trt.pipeline.stages import GrowOptions, _reachable_new_ratio
+    from gear_trt.grow.osg import reachable_new_ratio
+    from gear_trt.pipeline.stages import GrowOptions
 
     budget = growth_ratio_budget(spec, RATIOS[family])
     opts = GrowOptions(arch=family, grower=grower)
-    config = GrowthConfig(grower=grower, new_ratio=_reachable_new_ratio(spec, budget, opts, lambda _: None),
+    config = GrowthConfig(grower=grower, new_ratio=reachable_new_ratio(spec, budget, grower, opts.new_ratio),
                           max_batches=max(1, math.ceil(opts.growth_pass * epoch_batches)))
 
     class Epoch:

@@ -210,7 +210,6 @@ def step_parity_era(ctx: Context) -> dict[str, Any]:
 
 
 def step_parity_corruptions(ctx: Context) -> dict[str, Any]:
-    import torch
 
     from gear_trt.corruptions import ALL_CORRUPTIONS, corrupt
 
@@ -338,6 +337,7 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
     import torch
 
     from gear_trt.grow import GrowthConfig, grow
+    from gear_trt.grow.osg import reachable_new_ratio
     from gear_trt.grow.budget import growth_ratio_budget
     from gear_trt.models import backbone_spec, build_model, count_params
     from gear_trt.pipeline.stages import PAPER_GROWTH_RATIO
@@ -385,13 +385,14 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
         model = build_model(spec).to(dev)
         batches = [(xs[i].to(dev), ys[i].to(dev)) for i in range(n + 1)]
         # enough new-neuron candidates for one shot to reach the paper's ratio (as tools/bench_train.py)
-        cfg = GrowthConfig(new_ratio=max(0.5, PAPER_GROWTH_RATIO[spec.family] - 0.5), max_batches=n, holdout_batches=1,
+        budget = growth_ratio_budget(spec, PAPER_GROWTH_RATIO[spec.family])
+        cfg = GrowthConfig(new_ratio=reachable_new_ratio(spec, budget, GrowthConfig().grower), max_batches=n, holdout_batches=1,
                            calibrate_batches=1, seed=ctx.seed)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _sync(ctx)
         t0 = time.perf_counter()
-        result = grow(model, spec, lambda: iter(batches), growth_ratio_budget(spec, PAPER_GROWTH_RATIO[spec.family]), cfg)
+        result = grow(model, spec, lambda: iter(batches), budget, cfg)
         _sync(ctx)
         peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
         return time.perf_counter() - t0, result, peak

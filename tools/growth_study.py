@@ -108,7 +108,8 @@ class Study:
         from gear_trt.grow import GrowthConfig, grow
         from gear_trt.grow.budget import growth_ratio_budget
         from gear_trt.models import backbone_spec, build_model
-        from gear_trt.pipeline.stages import PAPER_GROWTH_RATIO, GrowOptions, _reachable_new_ratio
+        from gear_trt.grow.osg import reachable_new_ratio
+        from gear_trt.pipeline.stages import PAPER_GROWTH_RATIO, GrowOptions
 
         a = self.args
         for seed in a.seeds:  # seed-major: a study cut short still covers every family
@@ -128,7 +129,7 @@ class Study:
                     budget = growth_ratio_budget(spec, ratio)
                     opts = GrowOptions(arch=family, grower=grower)
                     loader = self.loader(seed, epoch=10_000)
-                    config = GrowthConfig(grower=grower, seed=seed, new_ratio=_reachable_new_ratio(spec, budget, opts, lambda _: None),
+                    config = GrowthConfig(grower=grower, seed=seed, new_ratio=reachable_new_ratio(spec, budget, grower, opts.new_ratio),
                                           max_batches=max(1, math.ceil(opts.growth_pass * len(loader))))
                     t0 = time.perf_counter()
                     res = grow(copy.deepcopy(backbone), spec, lambda: loader, budget, config)

@@ -132,6 +132,21 @@ def check_budget(spec: ModelSpec, budget: Budget, new_counts: list[int], splits:
         )
 
 
+def reachable_new_ratio(spec: ModelSpec, budget: Budget, grower: str, new_ratio: float = 0.5, limit: float = 4.0) -> float:
+    """The smallest new-neuron ratio >= `new_ratio` (in steps of 0.5, at most `limit`) with which one shot of this
+    grower reaches the budget (growers without splits need more new candidates for the same budget)."""
+    splits = GrowthConfig(grower=grower).splits
+    ratio = new_ratio
+    while True:
+        try:
+            check_budget(spec, budget, default_new_counts(spec, ratio), splits)
+            return ratio
+        except BudgetBeyondOneShot:
+            if ratio >= limit:
+                raise
+            ratio += 0.5
+
+
 def grow(
     model: nn.Module,
     spec: ModelSpec,

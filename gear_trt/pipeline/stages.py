@@ -26,8 +26,7 @@ from gear_trt.data.era import ERA, ERAConfig
 from gear_trt.errors import ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
-from gear_trt.grow.candidates import default_new_counts
-from gear_trt.grow.osg import BudgetBelowBackbone, BudgetBeyondOneShot, check_budget
+from gear_trt.grow.osg import BudgetBelowBackbone, reachable_new_ratio
 from gear_trt.models import backbone_spec, build_model, group_names, scaled_spec, width_multiplier_bracket
 from gear_trt.pipeline.inputs import load_splits
 from gear_trt.pipeline.options import GrowOptions, robust_eval_images
@@ -263,22 +262,11 @@ def _shot_budget(budget: Budget, spec0: ModelSpec, spec: ModelSpec, shot: int, s
 
 
 def _reachable_new_ratio(spec: ModelSpec, budget: Budget, opts: GrowOptions, echo: Callable[[str], None]) -> float:
-    """Raise the new-neuron ratio (recorded in growth.json, said on the console) if one shot cannot reach the budget
-    (growers without splits need more new candidates for the same budget)."""
-    splits = GrowthConfig(grower=opts.grower).splits
-    ratio = opts.new_ratio
-    while True:
-        try:
-            check_budget(spec, budget, default_new_counts(spec, ratio), splits)
-            break
-        except BudgetBeyondOneShot:
-            if ratio >= 4:
-                raise
-            ratio += 0.5
+    """Raise the new-neuron ratio (recorded in growth.json, said on the console) if one shot cannot reach the budget."""
+    ratio = reachable_new_ratio(spec, budget, opts.grower, opts.new_ratio)
     if ratio != opts.new_ratio:
         echo(f"growth: raising --new-ratio from {opts.new_ratio} to {ratio} so one shot can reach {budget.describe()}")
     return ratio
-
 
 def like_spec(path: str) -> ModelSpec:
     """The final model of a GEARnn run (its last trained stage after growth), for --like."""
