@@ -136,18 +136,14 @@ class OrtRunner(Runner):
         if sidecar is None and sidecar_path(path).is_file():
             sidecar = read_sidecar(path)
         self.sidecar = sidecar
-        info = None
-        if sidecar is not None:
-            if sidecar.backend not in (None, "onnxruntime"):
-                sidecar.section("onnxruntime")  # raises: a TensorRT engine's sidecar
-            info = sidecar.raw.get("onnxruntime")
+        if sidecar is not None and sidecar.backend not in (None, "onnxruntime"):
+            sidecar.section("onnxruntime")  # raises: the sidecar of a TensorRT engine
+        info = sidecar.raw.get("onnxruntime") if sidecar is not None else None
+        self.optimised = isinstance(info, dict)  # made by build_ort_engine (else plain metadata beside the file)
         if isinstance(info, dict):
             check_onnxruntime_compat(info, **ort_environment(), where=str(path))
-        else:
-            info = None  # plain metadata beside an ONNX file
         super().__init__(meta or (sidecar.meta if sidecar is not None else read_meta(path)), path=path)
         self.file = path
-        self.optimised = info is not None
         self.providers = resolve_providers(device, providers)
         self.threads = threads
         self.optimization = optimization

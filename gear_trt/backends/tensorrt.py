@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence, Union, cast
 
 import numpy as np
 
-from gear_trt.artifacts.compat import check_tensorrt_compat
+from gear_trt.artifacts.compat import check_tensorrt_compat, rebuild_hint
 from gear_trt.artifacts.meta import DeployMeta
 from gear_trt.artifacts.onnx_meta import read_meta
 from gear_trt.artifacts.sidecar import Sidecar, make_sidecar, read_sidecar, write_sidecar
@@ -46,7 +46,6 @@ except ImportError:  # pragma: no cover - the usual case off the device
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_WORKSPACE_MIB = 1024
-REBUILD = "rebuild it on this device: `gear-trt build-engine <model>.onnx --precision {precision}` (engines are tied to the TensorRT version and GPU)"
 
 
 # --- availability --------------------------------------------------------------------------------
@@ -344,7 +343,7 @@ class TrtRunner(Runner):
         gpu_name, cc = gpu_identity(self.device)
         check_tensorrt_compat(self.info, runtime_version=trt.__version__, gpu_name=gpu_name, compute_capability=cc,
                               require_same_gpu=self.require_same_gpu, where=str(self.file))
-        rebuild = REBUILD.format(precision=self.precision)
+        rebuild = rebuild_hint(self.info)
         with torch.cuda.device(self.device):
             runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
             if hasattr(runtime, "engine_host_code_allowed"):  # 8.6+: a version-compatible plan carries its own lean runtime
@@ -384,7 +383,7 @@ class TrtRunner(Runner):
             context.set_tensor_address(self.meta.input_name, inp.data_ptr())
             context.set_tensor_address(self.meta.output_name, out.data_ptr())
             if not context.execute_async_v3(stream.cuda_stream):
-                raise ArtifactError(f"{self.name}: TensorRT failed to run a batch of {inp.shape[0]} (see its log above)", REBUILD.format(precision=self.precision))
+                raise ArtifactError(f"{self.name}: TensorRT failed to run a batch of {inp.shape[0]} (see its log above)", rebuild_hint(self.info))
             result = out.float().cpu()  # a blocking copy on this stream: inp/out stay alive until TensorRT is done
         return result.numpy()
 
