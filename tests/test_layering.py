@@ -17,12 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gear_trt"
 
 BASE = {"errors", "_deps", "io", "spec"}  # plain modules everyone may use
+RUN = {"records", "rundir"}  # the run directory's one owner and its typed records (stdlib only)
 # Part of gear_trt (a subpackage, or a top-level module by its stem) -> the parts it may import.
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
     "_deps": {"errors"},
     "io": {"errors"},
     "spec": {"errors"},
+    "records": set(),
+    "rundir": {"errors", "io", "records"},
     "artifacts": BASE,
     "models": BASE | {"artifacts"},
     "data": BASE | {"artifacts"},
@@ -32,12 +35,13 @@ LAYERS: dict[str, set[str]] = {
     "grow": BASE | {"artifacts", "models", "data", "train"},
     "backends": BASE | {"artifacts", "models"},
     "runtime": BASE | {"artifacts", "backends"},
-    "evaluate": BASE | {"artifacts", "backends", "models", "data", "corruptions", "energy"},
-    "export": BASE | {"artifacts", "backends", "models", "data"},
-    "report": BASE | {"artifacts"},
-    "pipeline": BASE | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "evaluate", "export", "report"},
-    "cli": BASE | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "runtime", "evaluate", "export",
-                   "report", "pipeline"},
+    "evaluate": BASE | RUN | {"artifacts", "backends", "models", "data", "corruptions", "energy"},
+    "export": BASE | RUN | {"artifacts", "backends", "models", "data"},
+    "report": BASE | RUN | {"artifacts"},
+    "pipeline": BASE | RUN | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "evaluate", "export",
+                              "report"},
+    "cli": BASE | RUN | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "runtime", "evaluate",
+                         "export", "report", "pipeline"},
     "__main__": {"cli"},
 }
 NEVER: dict[str, set[str]] = {
