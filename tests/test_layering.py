@@ -40,8 +40,9 @@ LAYERS: dict[str, set[str]] = {
     "report": BASE | RUN | {"artifacts"},
     "pipeline": BASE | RUN | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "evaluate", "export",
                               "report"},
+    "sweep": BASE | RUN | {"data", "grow", "pipeline"},
     "cli": BASE | RUN | {"artifacts", "models", "data", "corruptions", "energy", "train", "grow", "backends", "runtime", "evaluate",
-                         "export", "report", "pipeline"},
+                         "export", "report", "pipeline", "sweep"},
     "__main__": {"cli"},
 }
 NEVER: dict[str, set[str]] = {
