@@ -16,16 +16,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "gear_trt"
 
-BASE = {"errors", "_deps", "io", "spec"}  # plain modules everyone may use
+BASE = {"errors", "_deps", "io", "spec", "choices"}  # plain modules everyone may use
 RUN = {"records", "rundir"}  # the run directory's one owner and its typed records (stdlib only)
 # Part of gear_trt (a subpackage, or a top-level module by its stem) -> the parts it may import.
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
     "_deps": {"errors"},
     "io": {"errors"},
-    "spec": {"errors"},
+    "choices": set(),
+    "spec": {"errors", "choices"},
     "records": set(),
-    "rundir": {"errors", "io", "records"},
+    "rundir": {"errors", "io", "records", "choices"},
     "artifacts": BASE,
     "models": BASE | {"artifacts"},
     "data": BASE | {"artifacts"},
