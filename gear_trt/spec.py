@@ -52,7 +52,8 @@ class ModelSpec:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown ModelSpec fields {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if k == "widths" else v) for k, v in d.items()})
+        fields: dict[str, Any] = {k: (tuple(v) if k == "widths" else v) for k, v in d.items()}
+        return cls(**fields)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

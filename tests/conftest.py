@@ -25,7 +25,7 @@ RECIPE = {"family": "vgg19", "width": 0.06, "data": "builtin", "epochs": 6, "bat
 def _train(path: Path) -> None:
     from gear_trt.data import load_source, normalize
     from gear_trt.models import build_model, scaled_spec
-    from gear_trt.train.checkpoint import save_checkpoint
+    from gear_trt.artifacts.checkpoint import save_checkpoint
 
     torch.manual_seed(RECIPE["seed"])
     spec = scaled_spec(RECIPE["family"], RECIPE["width"])
@@ -75,7 +75,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path to a gear-trt checkpoint of a trained VGG-19 at 6% width (CIFAR-10 classes)."""
     from gear_trt.data import cache_root
-    from gear_trt.train.checkpoint import load_checkpoint
+    from gear_trt.artifacts.checkpoint import load_checkpoint
 
     key = hashlib.sha256(json.dumps([RECIPE, torch.__version__.split("+")[0]], sort_keys=True).encode()).hexdigest()[:12]
     cached = cache_root() / "test-models" / f"vgg19-6pct-{key}.pt"

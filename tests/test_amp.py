@@ -12,8 +12,9 @@ import math
 import pytest
 import torch
 
+from gear_trt.artifacts.checkpoint import load_checkpoint
 from gear_trt.errors import ArtifactError, ConfigError
-from gear_trt.train import TrainConfig, evaluate_accuracy, load_checkpoint
+from gear_trt.train import TrainConfig, evaluate_accuracy
 from gear_trt.train.loop import CrossEntropy, resolve_amp, resolve_channels_last
 from test_train import TinyLoader, assert_same_state, fresh_model, run
 

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from gear_trt.artifacts import preprocess_images, sidecar_path
 from gear_trt.backends import artifact_kind, available_backends, load_runner
 from gear_trt.backends.onnxrt import OrtRunner, build_ort_engine, resolve_providers
-from gear_trt.backends.sidecar import sidecar_path
 from gear_trt.backends.torch_backend import TorchRunner
 from gear_trt.energy import EnergyMeter, NullMeter
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
-from gear_trt.evaluate.accuracy import clean_accuracy, preprocess_images
+from gear_trt.evaluate.accuracy import clean_accuracy
 from gear_trt.evaluate.latency import measure_latency
 from gear_trt.evaluate.table import BenchRow, benchmark_artifact, format_table
 from gear_trt.export.onnx import export_checkpoint
-from gear_trt.train.checkpoint import load_model
+from gear_trt.models import load_model
 
 TRT_OK = available_backends()["tensorrt"] == ""
 
@@ -99,9 +99,8 @@ def test_load_runner_picks_by_artifact(artifacts, tmp_path):
 
 def test_engine_without_tensorrt_fails_clearly(artifacts, tmp_path):
     """An engine with a valid sidecar loads its metadata anywhere; running it needs TensorRT and a GPU."""
-    from gear_trt.backends.sidecar import make_sidecar, write_sidecar
+    from gear_trt.artifacts import make_sidecar, read_meta, write_sidecar
     from gear_trt.backends.tensorrt import TrtRunner
-    from gear_trt.export.metadata import read_meta
 
     if TRT_OK:
         pytest.skip("TensorRT is available here")
@@ -117,7 +116,7 @@ def test_engine_without_tensorrt_fails_clearly(artifacts, tmp_path):
     with pytest.raises(ArtifactError, match="not the file its sidecar describes"):
         load_runner(engine)
     sidecar_path(engine).unlink()
-    with pytest.raises(ArtifactError, match="has no sidecar"):
+    with pytest.raises(ArtifactError, match="no metadata sidecar"):
         load_runner(engine)
 
 

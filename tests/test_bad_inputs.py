@@ -60,7 +60,7 @@ def _summary(path: Path) -> dict[str, Any]:
 
 
 def _follows_the_like_run(world: dict[str, Path]) -> None:
-    from gear_trt.train.checkpoint import load_checkpoint
+    from gear_trt.artifacts.checkpoint import load_checkpoint
 
     small, run = _summary(world["out"]), _summary(world["RUN"])
     assert small["arch"] == run["arch"] == "mobilenet_v1"  # summary.json says what was trained
@@ -69,14 +69,14 @@ def _follows_the_like_run(world: dict[str, Path]) -> None:
 
 
 def _follows_the_checkpoint(world: dict[str, Path]) -> None:
-    from gear_trt.train.checkpoint import load_checkpoint
+    from gear_trt.artifacts.checkpoint import load_checkpoint
 
     spec, source = (load_checkpoint(p)["spec"] for p in (world["out"] / "checkpoints" / "final.pt", world["CKPT"]))
     assert spec["family"] == "mobilenet_v1" and spec["widths"] == source["widths"]
 
 
 def _grew_at_32px(world: dict[str, Path]) -> None:
-    from gear_trt.train.checkpoint import load_checkpoint
+    from gear_trt.artifacts.checkpoint import load_checkpoint
 
     summary = _summary(world["out"])
     assert [s["name"] for s in summary["stages"]] == ["backbone", "grow", "grown", "robust"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gear_trt.artifacts.checkpoint import load_checkpoint
 from gear_trt.cli.main import main
 from gear_trt.io import sha256_file
 from gear_trt.models import count_params, scaled_spec
-from gear_trt.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--arch", "vgg19", "--width-mult", "0.05", "--max-per-class", "4", "--batch-size", "8", "--quiet"]

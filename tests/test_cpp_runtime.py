@@ -1,6 +1,7 @@
 """The C++ runtime (engines/): build it with CMake, run its ctest suite, and check that it
 preprocesses real CIFAR-10 images bit for bit like the Python runtime, ranks logits the same
-way, and accepts and rejects the same sidecars. Skips cleanly without cmake or a C++ compiler."""
+way, and accepts and rejects the same sidecars (its ctest suite also runs every engine
+compatibility case of engines/tests/compat_cases.json). Skips cleanly without cmake or a C++ compiler."""
 
 from __future__ import annotations
 
@@ -15,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gear_trt.deploy_meta import DeployMeta, Preprocess
+from gear_trt.artifacts import DeployMeta, Preprocess, read_sidecar
 from gear_trt.errors import ArtifactError
 from gear_trt.runtime import preprocess, softmax, topk_indices
-from gear_trt.runtime.metadata import parse_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ROOT / "engines"
@@ -206,7 +206,7 @@ def test_both_runtimes_accept_and_reject_the_same_sidecars(build: Path, tmp_path
     path.write_text(SIDECARS[case])
     res = dump(build, "meta", str(path))
     try:
-        meta = parse_meta(SIDECARS[case], str(path))
+        meta = DeployMeta.from_json(SIDECARS[case], str(path))
     except ArtifactError as exc:
         assert res.returncode == 2, f"Python rejects ({exc}) but C++ accepts:\n{res.stdout}"
         assert res.stderr.startswith("error: ") and str(path) in res.stderr and res.stderr.count("\n") == 1
@@ -228,8 +228,6 @@ def test_engine_hash_check_agrees(build: Path, tmp_path: Path) -> None:
     """Both runtimes refuse a sidecar whose engine_sha256 is not the engine's (a swapped file)."""
     import hashlib
 
-    from gear_trt.runtime.metadata import read_sidecar, verify_artifact_hash
-
     engine = tmp_path / "model.engine"
     engine.write_bytes(np.random.default_rng(1).bytes(300_000))  # several SHA-256 blocks and read chunks
     digest = hashlib.sha256(engine.read_bytes()).hexdigest()
@@ -237,12 +235,12 @@ def test_engine_hash_check_agrees(build: Path, tmp_path: Path) -> None:
     sidecar.write_text(json.dumps({**VALID, "backend": "tensorrt", "engine_sha256": digest}))
     res = dump(build, "check", str(engine))
     assert res.returncode == 0 and f"sha256={digest}" in res.stdout, res.stderr
-    verify_artifact_hash(engine, read_sidecar(engine)[1])
+    read_sidecar(engine)
     engine.write_bytes(engine.read_bytes()[:-1] + b"!")
     res = dump(build, "check", str(engine))
     assert res.returncode == 2 and "is not the file its sidecar describes" in res.stderr
     with pytest.raises(ArtifactError, match="is not the file its sidecar describes"):
-        verify_artifact_hash(engine, read_sidecar(engine)[1])
+        read_sidecar(engine)
     sidecar.unlink()
     res = dump(build, "check", str(engine))
     assert res.returncode == 2 and "no metadata sidecar" in res.stderr

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from gear_trt.artifacts.meta import CIFAR_MEAN, CIFAR_STD
 from gear_trt.data import (
     BatchLoader,
     BrokenImagesWarning,
@@ -24,7 +25,6 @@ from gear_trt.data import (
     resize_images,
 )
 from gear_trt.data import sources as sources_module
-from gear_trt.deploy_meta import CIFAR_MEAN, CIFAR_STD
 from gear_trt.errors import ConfigError, DataError
 
 SHARED_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.zip"

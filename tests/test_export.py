@@ -10,14 +10,12 @@ import onnx
 import pytest
 import torch
 
+from gear_trt.artifacts import deploy_meta_for, get_meta, preprocess_images, read_meta, set_meta
 from gear_trt.data import ImageSet
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
-from gear_trt.evaluate.accuracy import preprocess_images
 from gear_trt.export import calibration as calib
-from gear_trt.export.metadata import get_meta, read_meta, set_meta
 from gear_trt.export.onnx import (
     check_parity,
-    deploy_meta_for,
     export_checkpoint,
     export_onnx,
 )
@@ -27,8 +25,7 @@ from gear_trt.export.precision import (
     to_fp16,
     to_int8_qdq,
 )
-from gear_trt.models import build_model, scaled_spec
-from gear_trt.train.checkpoint import load_model
+from gear_trt.models import build_model, load_model, scaled_spec
 
 
 def ort_logits(path, x: np.ndarray, batch: int = 500) -> np.ndarray:

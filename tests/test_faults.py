@@ -23,11 +23,11 @@ from typing import Callable, Iterator, Optional
 import pytest
 import torch
 
+from gear_trt.artifacts.checkpoint import load_checkpoint
 from gear_trt.cli.main import main
 from gear_trt.errors import StorageError
 from gear_trt.io import atomic_write, atomic_write_json, atomic_write_text
 from gear_trt.rundir import ABANDONED, RunDir
-from gear_trt.train import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--arch", "vgg19", "--width-mult", "0.05", "--max-per-class", "4", "--batch-size", "8", "--quiet", "--epochs", "3"]

@@ -86,10 +86,9 @@ def test_modelopt_int8_end_to_end(tmp_path, trained_checkpoint, real_test_set):
         pytest.skip("nvidia-modelopt[onnx] is not installed (optional extra `modelopt`)")
     import onnxruntime as ort
 
+    from gear_trt.artifacts import get_meta, preprocess_images, read_meta
     from gear_trt.data import load_source
-    from gear_trt.evaluate.accuracy import preprocess_images
     from gear_trt.export import calibration as calib
-    from gear_trt.export.metadata import get_meta, read_meta
     from gear_trt.export.onnx import export_checkpoint
 
     fp32 = export_checkpoint(trained_checkpoint, tmp_path / "m.fp32.onnx", real_images=real_test_set.images[:64])

@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from gear_trt.cli.main import main
-from gear_trt.models import backbone_spec, count_params
+from gear_trt.models import backbone_spec, count_params, load_model
 from gear_trt.pipeline import stages
 from gear_trt.pipeline.rundir import RunDir
 from gear_trt.pipeline.stages import GrowOptions, run_pipeline
-from gear_trt.train.checkpoint import load_model
 
 TINY = dict(train_per_class=12, test_per_class=4, batch_size=30, epochs_scale=0.25, robust_eval="none", preset="quick")
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gear_trt.deploy_meta import CIFAR_MEAN, CIFAR_STD, METADATA_KEY, DeployMeta, Preprocess
+from gear_trt.artifacts.meta import CIFAR_MEAN, CIFAR_STD, METADATA_KEY, DeployMeta, Preprocess
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
-from gear_trt.runtime import check_tensorrt_compat, load, preprocess, softmax, topk_indices
-from gear_trt.runtime.metadata import normalize_compute_capability
+from gear_trt.runtime import load, preprocess, softmax, topk_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
@@ -55,7 +54,7 @@ def decode(jpeg: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def torch_reference(images: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """The deploy_meta rule written with torch ops: interpolate, then (x * scale - mean) / std."""
+    """The deployment rule written with torch ops: interpolate, then (x * scale - mean) / std."""
     import torch
     import torch.nn.functional as F
 
@@ -361,30 +360,8 @@ def test_engine_sidecars(tmp_path: Path, onnx_model: tuple[Path, object], cifar:
             load(engine)
     with pytest.raises(ConfigError, match="sidecar"):
         load(sidecar)
-    with pytest.raises(ArtifactError, match="not found"):
+    with pytest.raises(ArtifactError, match="does not exist"):
         load(tmp_path / "missing.engine")
-
-
-def test_tensorrt_compat_checks() -> None:
-    info = {"version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7"}
-    check_tensorrt_compat(info, runtime_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7")
-    check_tensorrt_compat(info, runtime_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
-    with pytest.raises(ArtifactError, match=r"built with TensorRT 10.3.0.30, this runtime is TensorRT 8.5.2.2"):
-        check_tensorrt_compat(info, runtime_version="8.5.2.2", gpu_name="Orin", compute_capability="8.7")
-    with pytest.raises(ArtifactError, match="TensorRT 10.4.0"):
-        check_tensorrt_compat(info, runtime_version="10.4.0", gpu_name="Orin", compute_capability="8.7")
-    with pytest.raises(ArtifactError, match="compute capability 8.7 .*this GPU is 7.2"):
-        check_tensorrt_compat(info, runtime_version="10.3.0", gpu_name="Xavier", compute_capability="7.2")
-    with pytest.raises(ArtifactError, match="built on 'Orin'"):
-        check_tensorrt_compat(info, runtime_version="10.3.0", gpu_name="Orin NX", compute_capability="8.7")
-    check_tensorrt_compat(info, runtime_version="10.3.0", gpu_name="Orin NX", compute_capability="8.7", require_same_gpu=False)
-    compat = {**info, "version_compatible": True}
-    check_tensorrt_compat(compat, runtime_version="10.8.0", gpu_name="Orin", compute_capability="8.7")
-    with pytest.raises(ArtifactError, match="newer than this runtime"):
-        check_tensorrt_compat(compat, runtime_version="10.2.0", gpu_name="Orin", compute_capability="8.7")
-    with pytest.raises(ArtifactError, match="no 'version'"):
-        check_tensorrt_compat({"compute_capability": "8.7"}, runtime_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
-    assert [normalize_compute_capability(v) for v in ("8.7", [8, 7], 8.7, "sm_87", "87", "12.0", None, "x")] == ["8.7", "8.7", "8.7", "8.7", "8.7", "12.0", None, None]
 
 
 # ---- the example app -----------------------------------------------------------------------

@@ -37,7 +37,7 @@ from gear_trt.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = json.loads((ROOT / "tests" / "data" / "tensorrt_api.json").read_text())
 VERSIONS = TABLE["versions"]
-FILES = ("gear_trt/backends/tensorrt.py", "gear_trt/runtime/trt_backend.py")
+FILES = ("gear_trt/backends/tensorrt.py",)  # the one TensorRT layer (the runtime runs its TrtRunner)
 MODULE = "<tensorrt>"  # the type of the tensorrt module itself
 # What a TensorRT call returns: C++ signatures the bindings table does not carry.
 FACTORIES = {
@@ -57,7 +57,7 @@ EXPECTED_USES = {
     ("Builder", "build_serialized_network"), ("Builder", "platform_has_fast_fp16"), ("IBuilderConfig", "builder_optimization_level"),
     ("IBuilderConfig", "set_memory_pool_limit"), ("IOptimizationProfile", "set_shape"), ("ITimingCache", "serialize"),
     ("OnnxParser", "parse_from_file"), ("ParserError", "node_name"), ("ParserError", "node_operator"), ("ErrorCode", "name"),
-    ("Runtime", "deserialize_cuda_engine"), ("ICudaEngine", "get_profile_shape"), ("ICudaEngine", "get_tensor_profile_shape"),
+    ("Runtime", "deserialize_cuda_engine"), ("Runtime", "engine_host_code_allowed"), ("ICudaEngine", "get_tensor_profile_shape"),
     ("IExecutionContext", "execute_async_v3"), ("IExecutionContext", "set_input_shape"), ("DataType", "INT64"),
     ("TensorIOMode", "INPUT"), ("NetworkDefinitionCreationFlag", "<dynamic>"), ("BuilderFlag", "<dynamic>"),
 }

@@ -1,5 +1,5 @@
 """The TensorRT layer without TensorRT: decisions against fake 8.5 / 10.x / 11.x modules, sidecar
-validation, parser-error formatting, the mypy check against tensorrt-stubs; and real builds, which
+reading, parser-error formatting, the mypy check against tensorrt-stubs; and real builds, which
 run only where TensorRT and a GPU are present."""
 
 from __future__ import annotations
@@ -101,32 +101,19 @@ def test_parser_errors_node_by_node():
     assert T.format_parser_errors(p10) == ["node 3 (/up/Resize: Resize): UNSUPPORTED_NODE: bad scales"]
 
 
-def _sidecar(**trt):
-    info = {"version": "10.3.0.30", "gpu_name": "Orin", "compute_capability": "8.7", "precision": "int8",
-            "min_batch": 1, "opt_batch": 32, "max_batch": 256, **trt}
-    return {"backend": "tensorrt", "precision": "int8", "tensorrt": info}
+def test_runner_refuses_a_sidecar_of_another_backend(tmp_path):
+    """The compatibility rule itself is tested case by case in tests/test_artifacts.py (shared with C++)."""
+    from gear_trt.artifacts import DeployMeta, Preprocess, make_sidecar, write_sidecar
 
-
-def test_sidecar_validation():
-    T.validate_sidecar(_sidecar(), "10.3.0.30", "Orin", "8.7")
-    T.validate_sidecar(_sidecar(), "10.3.0.99", "Orin", "8.7")  # the build number does not matter
-    cases = [
-        (_sidecar(), ("8.5.2.2", "Orin", "8.7"), "built with TensorRT 10.3.0.30, this is TensorRT 8.5.2.2"),
-        (_sidecar(), ("10.3.0", "Xavier", "7.2"), "built for compute capability 8.7 \\(Orin\\), this GPU is 7.2"),
-        (_sidecar(), ("10.3.0", "Orin Nano", "8.7"), "built on 'Orin', this GPU is 'Orin Nano'"),
-        (_sidecar(version=None), ("10.3.0", "Orin", "8.7"), "lacks version"),
-        (_sidecar(min_batch=64), ("10.3.0", "Orin", "8.7"), "batch range"),
-        ({"backend": "onnxruntime"}, ("10.3.0", "Orin", "8.7"), "does not describe a TensorRT engine"),
-    ]
-    for sidecar, here, msg in cases:
-        with pytest.raises(ArtifactError, match=msg) as err:
-            T.validate_sidecar(sidecar, *here)
-        assert "gear-trt build-engine" in err.value.fix
-    assert "--precision int8" in str(pytest.raises(ArtifactError, T.validate_sidecar, _sidecar(), "11.0", "Orin", "8.7").value)
-    compatible = _sidecar(version_compatible=True)
-    T.validate_sidecar(compatible, "11.0.0", "Orin", "8.7")  # version-compatible engines run on newer TensorRT
-    with pytest.raises(ArtifactError, match="this is TensorRT 10.1"):
-        T.validate_sidecar(compatible, "10.1.0", "Orin", "8.7")
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    meta = DeployMeta(Preprocess(input_size=32), tuple("abcdefghij"))
+    write_sidecar(engine, make_sidecar(meta, "onnxruntime", engine, {"version": "1.0"}))
+    with pytest.raises(ArtifactError, match="no 'tensorrt' section, so this is not a tensorrt engine .the sidecar is for onnxruntime"):
+        T.TrtRunner(engine)
+    write_sidecar(engine, make_sidecar(meta, "tensorrt", engine, {"version": "10.3.0.30", "min_batch": 2, "max_batch": 64}))
+    runner = T.TrtRunner(engine, device=0)
+    assert (runner.min_batch, runner.max_batch, runner.meta.classes) == (2, 64, meta.classes)
 
 
 def test_stub_only_tensorrt_is_not_mistaken_for_tensorrt():

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
+from gear_trt.artifacts.checkpoint import load_checkpoint, plain, save_checkpoint
 from gear_trt.errors import ArtifactError, ConfigError
-from gear_trt.models import build_model, scaled_spec
-from gear_trt.train import TrainConfig, evaluate_accuracy, load_checkpoint, load_model, save_checkpoint, train
-from gear_trt.train.checkpoint import plain
+from gear_trt.models import build_model, load_model, scaled_spec
+from gear_trt.train import TrainConfig, evaluate_accuracy, train
 from gear_trt.train.schedule import lr_factor
 
 REPO = Path(__file__).resolve().parents[1]

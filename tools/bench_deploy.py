@@ -56,7 +56,7 @@ def plain_artifacts(ckpt: Path, out: Path, calib_data: np.ndarray) -> dict[str, 
     import torch
     from onnxruntime.quantization import quantize_static
 
-    from gear_trt.train.checkpoint import load_model
+    from gear_trt.models import load_model
 
     model, spec, _ = load_model(ckpt)
     x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size)
@@ -125,12 +125,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from gear_trt.backends.onnxrt import build_ort_engine
     from gear_trt.backends.tensorrt import build_engine
     from gear_trt.data import load_source
-    from gear_trt.evaluate.accuracy import preprocess_images
+    from gear_trt.artifacts import preprocess_images
     from gear_trt.evaluate.table import benchmark_artifact, format_table, table_json
     from gear_trt.export.calibration import calibration_reader, resolve_manifest
     from gear_trt.export.deploy import CalibrationOptions, export_precisions
     from gear_trt.export.layout import source_checkpoints
-    from gear_trt.export.metadata import read_meta
+    from gear_trt.artifacts import read_meta
     from gear_trt.io import atomic_write_json
 
     if args.threads:

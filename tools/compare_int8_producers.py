@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 def produce(src: Path, out: Path, producer: str) -> dict[str, Any]:
     import onnx
 
+    from gear_trt.artifacts import read_meta
     from gear_trt.export.calibration import calibration_reader, resolve_manifest
-    from gear_trt.export.metadata import read_meta
     from gear_trt.export.precision import qdq_summary, to_int8_qdq
 
     meta = read_meta(src)
@@ -59,7 +59,7 @@ def evaluate(path: Path, data: Any, labels: Any, reference: Any = None) -> dict[
     import onnx
     import onnxruntime as ort
 
-    from gear_trt.export.metadata import read_meta
+    from gear_trt.artifacts import read_meta
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -89,9 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         r = produce(args.model, args.out, producer)
         print(f"{producer}: {r['seconds']:.1f} s, {r['quantize_nodes']} Q / {r['dequantize_nodes']} DQ, opset {r['opset']}", file=sys.stderr)
 
+    from gear_trt.artifacts import preprocess_images, read_meta
     from gear_trt.data import load_source
-    from gear_trt.evaluate.accuracy import preprocess_images
-    from gear_trt.export.metadata import read_meta
 
     test = load_source("builtin", "test", progress=False)
     data = preprocess_images(test.images, read_meta(args.model).preprocess).numpy()

@@ -260,9 +260,10 @@ class _ListLoader:
 def step_parity_amp_training(ctx: Context) -> dict[str, Any]:
     import torch
 
+    from gear_trt.artifacts.checkpoint import load_checkpoint
     from gear_trt.data import load_source, normalize
     from gear_trt.models import backbone_spec, build_model, scaled_spec
-    from gear_trt.train import TrainConfig, load_checkpoint, train
+    from gear_trt.train import TrainConfig, train
     from gear_trt.train.loop import CrossEntropy
 
     batches, batch = (2, 16) if ctx.dry_run else (4, 64)  # 2 epochs of `batches` steps

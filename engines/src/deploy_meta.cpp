@@ -78,17 +78,10 @@ Preprocess parse_preprocess(const json::Value& root, const std::string& where) {
 }
 
 TensorRTInfo parse_tensorrt(const json::Value& root, const std::string& where) {
-    TensorRTInfo info;
     const json::Value* t = root.find("tensorrt");
-    if (t == nullptr || t->is_null()) return info;
+    if (t == nullptr || t->is_null()) return TensorRTInfo{};
     if (!t->is_object()) fail(where, "the 'tensorrt' section must be an object", "rebuild the engine with gear-trt");
-    info.present = true;
-    if (const json::Value* v = t->find("version"); v && v->is_string()) info.version = v->string;
-    if (const json::Value* v = t->find("gpu_name"); v && v->is_string()) info.gpu_name = v->string;
-    if (const json::Value* v = t->find("precision"); v && v->is_string()) info.precision = v->string;
-    if (const json::Value* v = t->find("version_compatible"); v && v->is_bool()) info.version_compatible = v->boolean;
-    if (const json::Value* v = t->find("compute_capability")) info.compute_capability = normalize_compute_capability(*v);
-    return info;
+    return parse_tensorrt_section(*t);
 }
 
 bool file_exists(const std::string& path) {
@@ -97,6 +90,19 @@ bool file_exists(const std::string& path) {
 }
 
 }  // namespace
+
+TensorRTInfo parse_tensorrt_section(const json::Value& t) {
+    TensorRTInfo info;
+    info.present = true;
+    if (const json::Value* v = t.find("version"); v && v->is_string()) info.version = v->string;
+    if (const json::Value* v = t.find("gpu_name"); v && v->is_string()) info.gpu_name = v->string;
+    if (const json::Value* v = t.find("precision"); v && v->is_string()) info.precision = v->string;
+    if (const json::Value* v = t.find("version_compatible"); v && v->is_bool()) info.version_compatible = v->boolean;
+    if (const json::Value* v = t.find("compute_capability")) info.compute_capability = normalize_compute_capability(*v);
+    if (const json::Value* v = t.find("hardware_compatibility_level"); v && !v->is_null())
+        info.hardware_compatibility_level = v->is_string() ? v->string : json::type_name(v->type);
+    return info;
+}
 
 std::string normalize_compute_capability(const json::Value& value) {
     auto from_digits = [](const std::string& digits) -> std::string {  // "87" -> "8.7"

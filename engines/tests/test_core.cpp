@@ -8,6 +8,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
+#include <stdexcept>
 #include <limits>
 #include <string>
 #include <vector>
@@ -342,32 +344,45 @@ void test_postprocess() {
     CHECK(top[0].probability == top[1].probability && top[0].probability > 0.4f);
 }
 
-void test_compat() {
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open " + path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Every case of the table shared with the Python tests (tests/test_artifacts.py).
+void test_compat(const std::string& cases_path) {
     using gear_trt::check_tensorrt_compat;
     CHECK(gear_trt::tensorrt_version_string(8502) == "8.5.2");
     CHECK(gear_trt::tensorrt_version_string(8602) == "8.6.2");
     CHECK(gear_trt::tensorrt_version_string(100300) == "10.3.0");
     CHECK(gear_trt::tensorrt_version_string(110401) == "11.4.1");
-    gear_trt::TensorRTInfo engine;
-    engine.present = true;
-    engine.version = "10.3.0.30";
-    engine.gpu_name = "Orin";
-    engine.compute_capability = "8.7";
-    check_tensorrt_compat(engine, {"10.3.0", "Orin", "8.7"});  // no throw
-    CHECK_THROWS(check_tensorrt_compat(engine, {"8.5.2", "Orin", "8.7"}, true, "m.engine"),
-                 "m.engine: engine was built with TensorRT 10.3.0.30, this runtime is TensorRT 8.5.2");
-    CHECK_THROWS(check_tensorrt_compat(engine, {"10.3.1", "Orin", "8.7"}), "this runtime is TensorRT 10.3.1");
-    CHECK_THROWS(check_tensorrt_compat(engine, {"10.3.0", "Xavier", "7.2"}), "compute capability 8.7 (Orin), this GPU is 7.2 (Xavier)");
-    CHECK_THROWS(check_tensorrt_compat(engine, {"10.3.0", "Orin NX", "8.7"}), "built on 'Orin', this GPU is 'Orin NX'");
-    check_tensorrt_compat(engine, {"10.3.0", "Orin NX", "8.7"}, false);  // opted out: no throw
-    engine.version_compatible = true;
-    check_tensorrt_compat(engine, {"10.8.0", "Orin", "8.7"});
-    CHECK_THROWS(check_tensorrt_compat(engine, {"10.2.0", "Orin", "8.7"}), "newer than this runtime");
-    gear_trt::TensorRTInfo none;
-    CHECK_THROWS(check_tensorrt_compat(none, {"10.3.0", "Orin", "8.7"}), "no 'tensorrt' section");
-    none.present = true;
-    CHECK_THROWS(check_tensorrt_compat(none, {"10.3.0", "Orin", "8.7"}), "has no 'version'");
-    ++g_checks;  // the no-throw calls above count as passed checks
+    CHECK_THROWS(check_tensorrt_compat(gear_trt::TensorRTInfo{}, {"10.3.0", "Orin", "8.7"}), "no 'tensorrt' section");
+
+    const gear_trt::json::Value table = gear_trt::json::parse(read_file(cases_path));
+    const gear_trt::json::Value* cases = table.find("cases");
+    CHECK(cases != nullptr && cases->is_array() && cases->array.size() >= 20);
+    if (cases == nullptr) return;
+    for (const gear_trt::json::Value& c : cases->array) {
+        ++g_checks;
+        const std::string name = c.find("name")->string;
+        const gear_trt::json::Value& rt = *c.find("runtime");
+        const gear_trt::RuntimeInfo here{rt.find("version")->string, rt.find("gpu_name")->string, rt.find("compute_capability")->string};
+        const gear_trt::json::Value* same = c.find("require_same_gpu");
+        const gear_trt::json::Value* error = c.find("error");
+        std::string got;
+        try {
+            check_tensorrt_compat(gear_trt::parse_tensorrt_section(*c.find("engine")), here, same == nullptr || same->boolean, "engine");
+        } catch (const gear_trt::Error& e) {
+            got = e.what();
+        }
+        const bool want_error = error != nullptr && error->is_string();
+        if (want_error ? got.find(error->string) == std::string::npos : !got.empty()) {
+            ++g_failures;
+            std::cerr << "compat case '" << name << "': expected " << (want_error ? "an error with \"" + error->string + "\"" : "no error")
+                      << ", got " << (got.empty() ? "none" : "\"" + got + "\"") << "\n";
+        }
+    }
 }
 
 void test_ppm() {
@@ -423,7 +438,11 @@ void test_sha256() {
 
 }  // namespace
 
-int main() {
+#ifndef GEAR_TRT_COMPAT_CASES
+#define GEAR_TRT_COMPAT_CASES "compat_cases.json"
+#endif
+
+int main(int argc, char** argv) {
     test_json();
     test_sidecar();
     test_sidecar_files();
@@ -432,7 +451,7 @@ int main() {
     test_resize_values();
     test_channels_and_strides();
     test_postprocess();
-    test_compat();
+    test_compat(argc > 1 ? argv[1] : GEAR_TRT_COMPAT_CASES);
     test_ppm();
     test_sha256();
     const int passed = g_checks - g_failures;

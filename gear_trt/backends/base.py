@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Optional, Union
 
 import numpy as np
 
-from gear_trt.deploy_meta import DeployMeta
+from gear_trt.artifacts.meta import DeployMeta
 from gear_trt.errors import ArtifactError, ConfigError
 
 Array = Any  # np.ndarray or torch.Tensor (torch is optional for the onnxruntime path)
@@ -38,6 +38,7 @@ class Runner(abc.ABC):
         self.meta = meta
         self.path = Path(path) if path is not None else None
         self.max_batch = max_batch  # None: any batch size
+        self.fixed_batch: Optional[int] = None  # a model made for exactly this batch: smaller batches are zero-padded
         self.is_active = False
         self.latencies_ms: list[float] = []
 
@@ -102,7 +103,7 @@ class Runner(abc.ABC):
             ok = x.dtype == np.float32  # comparing dtypes, not their names: str(dtype) costs microseconds per call
         if not ok:
             raise ConfigError(f"{self.name}: input dtype is {str(x.dtype).replace('torch.', '')}, expected float32",
-                              "normalise uint8 images with the model's preprocessing first (gear_trt.evaluate.accuracy.preprocess_images)")
+                              "normalise uint8 images with the model's preprocessing first (gear_trt.artifacts.preprocess)")
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1:] != self.input_shape:
             raise ConfigError(f"{self.name}: input shape {shape}, expected [N, {', '.join(map(str, self.input_shape))}]", "pass a normalised NCHW batch of the model's input size")
@@ -122,6 +123,9 @@ class Runner(abc.ABC):
         if not self.is_active:
             raise ConfigError(f"{self.name} is not active", "use it as a context manager (`with runner:`) or call activate() first")
         x = self.validate(x)
+        n = x.shape[0]
+        if self.fixed_batch is not None and n < self.fixed_batch:
+            x = self._pad(x, self.fixed_batch)
         start = time.perf_counter()
         out = self._infer(x)
         elapsed_ms = (time.perf_counter() - start) * 1e3
@@ -131,7 +135,15 @@ class Runner(abc.ABC):
         out = np.asarray(out)
         if out.shape != (x.shape[0], self.num_classes):
             raise ArtifactError(f"{self.name}: output shape {out.shape}, expected ({x.shape[0]}, {self.num_classes})", "the model does not match its metadata; re-export it")
-        return out.astype(np.float32, copy=False)
+        return out[:n].astype(np.float32, copy=False)
+
+    @staticmethod
+    def _pad(x: Array, batch: int) -> Array:
+        if isinstance(x, np.ndarray):
+            return np.concatenate([x, np.zeros((batch - x.shape[0],) + x.shape[1:], x.dtype)])
+        import torch
+
+        return torch.cat([x, x.new_zeros((batch - x.shape[0],) + tuple(x.shape[1:]))])
 
     @property
     def last_latency_ms(self) -> Optional[float]:

@@ -8,7 +8,7 @@ only reproducible with a fixed one).
 The onnxruntime equivalent of a TensorRT engine is the model after ORT_ENABLE_ALL optimisation,
 saved once (`build_ort_engine`): layout transforms and fusions are done, and like a TensorRT engine
 the file is only valid for the onnxruntime version and CPU it was made on, which its sidecar records
-and `OrtRunner` checks.
+and `OrtRunner` checks (gear_trt.artifacts.compat.check_onnxruntime_compat).
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ import os
 import platform
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from gear_trt.artifacts.compat import check_onnxruntime_compat
+from gear_trt.artifacts.meta import DeployMeta
+from gear_trt.artifacts.onnx_meta import read_meta, set_meta
+from gear_trt.artifacts.sidecar import Sidecar, make_sidecar, read_sidecar, sidecar_path, write_sidecar
 from gear_trt.backends.base import Runner
-from gear_trt.backends.sidecar import (
-    make_sidecar,
-    read_sidecar,
-    sidecar_path,
-    write_sidecar,
-)
-from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
-from gear_trt.io import sha256_file
+from gear_trt.io import atomic_write, sha256_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -121,38 +118,32 @@ def ort_environment() -> dict[str, str]:
     return {"version": ort.__version__, "machine": platform.machine(), "cpu": cpu_name()}
 
 
-def validate_ort_sidecar(sidecar: Mapping[str, Any], *, version: str, machine: str, cpu: str, where: str = "model") -> None:
-    """ArtifactError (with the rebuild command) unless an optimised model described by `sidecar` is valid here."""
-    info = sidecar.get("onnxruntime") or {}
-    hint = "rebuild it here: `gear-trt build-engine <model>.onnx --backend onnxruntime` (optimised models are tied to the onnxruntime version and CPU)"
-    for key, here in (("version", version), ("machine", machine), ("cpu", cpu)):
-        built = info.get(key)
-        if not built:
-            raise ArtifactError(f"{where}: sidecar has no onnxruntime '{key}'", hint)
-        if built != here:
-            raise ArtifactError(f"{where}: optimised with onnxruntime {key} {built!r}, this is {here!r}", hint)
-
-
 class OrtRunner(Runner):
-    """An ONNX file (plain or an optimised "engine" with a sidecar) in an onnxruntime session."""
+    """An ONNX file (plain, or an optimised "engine" with a sidecar) in an onnxruntime session.
+
+    Metadata comes from `meta` if given, else the sidecar beside the file, else the file's own
+    metadata_props. A sidecar with an "onnxruntime" section marks an optimised model, which is
+    valid only on the onnxruntime version and CPU that made it (gear_trt.artifacts.compat).
+    """
 
     backend = "onnxruntime"
 
     def __init__(self, path: PathLike, *, device: str = "cpu", providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-                 optimization: str = "all", meta: Optional[DeployMeta] = None) -> None:
+                 optimization: str = "all", meta: Optional[DeployMeta] = None, sidecar: Optional[Sidecar] = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise ArtifactError(f"{path} does not exist", "check the path; `gear-trt export` writes RUN_DIR/onnx/*.onnx")
-        self.sidecar: Optional[dict[str, Any]] = None
-        if sidecar_path(path).is_file():  # an optimised model from build_ort_engine
-            self.sidecar = read_sidecar(path, backend="onnxruntime")
-            validate_ort_sidecar(self.sidecar, **ort_environment(), where=str(path))
-            meta = meta or DeployMeta.from_dict(self.sidecar)
-        if meta is None:
-            from gear_trt.export.metadata import read_meta
-
-            meta = read_meta(path)
-        super().__init__(meta, path=path)
+        if sidecar is None and sidecar_path(path).is_file():
+            sidecar = read_sidecar(path)
+        self.sidecar = sidecar
+        if sidecar is not None and sidecar.backend not in (None, "onnxruntime"):
+            sidecar.section("onnxruntime")  # raises: the sidecar of a TensorRT engine
+        info = sidecar.raw.get("onnxruntime") if sidecar is not None else None
+        self.optimised = isinstance(info, dict)  # made by build_ort_engine (else plain metadata beside the file)
+        if isinstance(info, dict):
+            check_onnxruntime_compat(info, **ort_environment(), where=str(path))
+        super().__init__(meta or (sidecar.meta if sidecar is not None else read_meta(path)), path=path)
+        self.file = path
         self.providers = resolve_providers(device, providers)
         self.threads = threads
         self.optimization = optimization
@@ -160,16 +151,31 @@ class OrtRunner(Runner):
 
     def _activate(self) -> None:
         so = session_options(threads=self.threads, optimization=self.optimization)
-        self.session = _open_session(self.path, so, self.providers)
-        names_in = [i.name for i in self.session.get_inputs()]
-        names_out = [o.name for o in self.session.get_outputs()]
-        if self.meta.input_name not in names_in or self.meta.output_name not in names_out:
-            self.session = None
-            raise ArtifactError(f"{self.path}: metadata names {self.meta.input_name!r} -> {self.meta.output_name!r}, the model has {names_in} -> {names_out}",
-                                "re-export the model so its metadata matches it")
-        shape = self.session.get_inputs()[names_in.index(self.meta.input_name)].shape
-        self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        session = _open_session(self.file, so, self.providers)
+        self._check_io(session)
+        self.session = session
         self._feed_name, self._outputs = self.meta.input_name, [self.meta.output_name]
+
+    def _check_io(self, session: Any) -> None:
+        """The model's inputs and outputs against the metadata (names, dtype, shape, classes) before any inference."""
+        meta, where = self.meta, str(self.file)
+        fix = "re-export the model so the metadata matches it"
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
+        if meta.input_name not in inputs:
+            raise ArtifactError(f"{where}: metadata names input {meta.input_name!r}, the model has {sorted(inputs)}", fix)
+        if meta.output_name not in outputs:
+            raise ArtifactError(f"{where}: metadata names output {meta.output_name!r}, the model has {sorted(outputs)}", fix)
+        inp = inputs[meta.input_name]
+        if inp.type != "tensor(float)":
+            raise ArtifactError(f"{where}: input {inp.name!r} is {inp.type}, expected tensor(float)", "export the model with a float32 input")
+        shape, expected = list(inp.shape), meta.input_shape
+        if len(shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(shape[1:], expected[1:])):
+            raise ArtifactError(f"{where}: input shape {shape} does not match the metadata's {expected}", fix)
+        out_shape = list(outputs[meta.output_name].shape)
+        if out_shape and isinstance(out_shape[-1], int) and out_shape[-1] != len(meta.classes):
+            raise ArtifactError(f"{where}: the model outputs {out_shape[-1]} classes, the metadata lists {len(meta.classes)}", fix)
+        self.fixed_batch = self.max_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(self._outputs, {self._feed_name: x})[0]
@@ -179,7 +185,7 @@ class OrtRunner(Runner):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "providers": self.providers, "threads": self.threads, "optimization": self.optimization,
-                "optimised_file": self.sidecar is not None}
+                "optimised_file": self.optimised}
 
 
 def count_fp16_tensors(model: Any) -> int:
@@ -195,9 +201,6 @@ def build_ort_engine(onnx_path: PathLike, engine_path: PathLike, *, threads: Opt
 
     The precision is the ONNX file's (fp32, fp16 or int8 Q/DQ): nothing is converted here.
     """
-    from gear_trt.export.metadata import read_meta, set_meta
-    from gear_trt.io import atomic_write
-
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     meta = read_meta(onnx_path)
     providers = resolve_providers(device)

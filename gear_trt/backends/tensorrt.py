@@ -4,7 +4,7 @@ Kept thin and split in two:
   * pure decisions, testable without TensorRT: `detect_features(api)` reads what a tensorrt module
     offers (any object with the same attributes will do, so tests pass fakes of 8.5, 10.x and 11.x),
     `plan_build` picks network/builder flags and which ONNX precision to parse from those features
-    (never from version strings), `profile_shapes`, `format_parser_errors`, `validate_sidecar`;
+    (never from version strings), `profile_shapes`, `format_parser_errors`;
   * thin calls into the real API: `build_engine` and `TrtRunner` (name-based I/O, execute_async_v3 on
     a non-default torch CUDA stream with torch CUDA tensors as buffers: no PyCUDA).
 
@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union, cast
+from typing import Any, Optional, Sequence, Union, cast
 
 import numpy as np
 
+from gear_trt.artifacts.compat import check_tensorrt_compat, rebuild_hint
+from gear_trt.artifacts.meta import DeployMeta
+from gear_trt.artifacts.onnx_meta import read_meta
+from gear_trt.artifacts.sidecar import Sidecar, make_sidecar, read_sidecar, write_sidecar
 from gear_trt.backends.base import Runner
-from gear_trt.backends.sidecar import make_sidecar, read_sidecar, write_sidecar
 from gear_trt.choices import PRECISIONS
-from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
 from gear_trt.io import atomic_write_bytes, sha256_file
 
@@ -45,7 +46,6 @@ except ImportError:  # pragma: no cover - the usual case off the device
 
 PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_WORKSPACE_MIB = 1024
-REBUILD = "rebuild it on this device: `gear-trt build-engine <model>.onnx --precision {precision}` (engines are tied to the TensorRT version and GPU)"
 
 
 # --- availability --------------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def require_tensorrt() -> None:
     ok, why = tensorrt_status()
     if not ok:
         raise BackendUnavailable(f"TensorRT cannot run here: {why}",
-                                 "on a Jetson TensorRT comes with JetPack (python3-libnvinfer); elsewhere install it from NVIDIA's index; "
+                                 "on a Jetson TensorRT comes with JetPack (python3-libnvinfer); elsewhere `pip install tensorrt` from NVIDIA's index; "
                                  "or use --backend onnxruntime")
 
 
@@ -191,42 +191,6 @@ def format_parser_errors(parser: Any) -> list[str]:
     return lines
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", str(text))[:3])
-
-
-def validate_sidecar(sidecar: Mapping[str, Any], runtime_version: str, gpu_name: str, compute_capability: str, *, where: str = "engine") -> None:
-    """ArtifactError with the rebuild command unless the engine described by `sidecar` can run here.
-
-    Engines are tied to the TensorRT version (major.minor.patch) and the GPU (compute capability and
-    model); a version-compatible engine runs on the same or a newer TensorRT.
-    """
-    info = sidecar.get("tensorrt")
-    if sidecar.get("backend") != "tensorrt" or not isinstance(info, Mapping):
-        raise ArtifactError(f"{where}: the sidecar does not describe a TensorRT engine", "rebuild it with `gear-trt build-engine`")
-    precision = str(info.get("precision") or sidecar.get("precision") or "fp32")
-    hint = REBUILD.format(precision=precision)
-    missing = [k for k in ("version", "gpu_name", "compute_capability", "precision", "min_batch", "opt_batch", "max_batch") if info.get(k) in (None, "")]
-    if missing:
-        raise ArtifactError(f"{where}: the sidecar lacks {', '.join(missing)}", hint)
-    built, here = _version_tuple(info["version"]), _version_tuple(runtime_version)
-    if len(built) < 2 or len(here) < 2:
-        raise ArtifactError(f"{where}: cannot compare TensorRT versions {info['version']!r} and {runtime_version!r}", hint)
-    if info.get("version_compatible") and here >= built:
-        pass
-    elif built != here:
-        raise ArtifactError(f"{where}: built with TensorRT {info['version']}, this is TensorRT {runtime_version}", hint)
-    if str(info["compute_capability"]) != str(compute_capability):
-        raise ArtifactError(f"{where}: built for compute capability {info['compute_capability']} ({info['gpu_name']}), "
-                            f"this GPU is {compute_capability} ({gpu_name})", hint)
-    if str(info["gpu_name"]).strip() != str(gpu_name).strip():
-        raise ArtifactError(f"{where}: built on {info['gpu_name']!r}, this GPU is {gpu_name!r}", hint)
-    if precision != sidecar.get("precision", precision):
-        raise ArtifactError(f"{where}: the sidecar says {precision} in one place and {sidecar.get('precision')} in another", hint)
-    if not 1 <= int(info["min_batch"]) <= int(info["opt_batch"]) <= int(info["max_batch"]):
-        raise ArtifactError(f"{where}: the sidecar's batch range is inconsistent", hint)
-
-
 # --- thin calls into the real API -------------------------------------------------------------------
 
 def _network_flag(name: str) -> "trt.NetworkDefinitionCreationFlag":
@@ -276,8 +240,6 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, *, precision: str =
     it exists and written back after the build.
     """
     import torch
-
-    from gear_trt.export.metadata import read_meta
 
     require_tensorrt()
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -347,18 +309,27 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, *, precision: str =
 
 
 class TrtRunner(Runner):
-    """A serialized engine + its sidecar, run with torch CUDA tensors on a non-default stream."""
+    """A serialized engine + its sidecar, run with torch CUDA tensors on a non-default stream.
+
+    Before deserializing, the sidecar's build facts are checked against this TensorRT and GPU by the
+    one compatibility rule (gear_trt.artifacts.compat); after it, the engine's own I/O names, shapes
+    and optimisation profile are checked against the metadata, and the batch range is the profile's.
+    """
 
     backend = "tensorrt"
     takes_torch = True
 
-    def __init__(self, path: PathLike, *, device: int = 0) -> None:
+    def __init__(self, path: PathLike, *, device: int = 0, require_same_gpu: bool = True, meta: Optional[DeployMeta] = None,
+                 sidecar: Optional[Sidecar] = None) -> None:
         path = Path(path)
-        self.sidecar = read_sidecar(path, backend="tensorrt")
-        info = self.sidecar["tensorrt"]
-        super().__init__(DeployMeta.from_dict(self.sidecar), path=path, max_batch=int(info.get("max_batch") or 0) or None)
-        self.min_batch = int(info.get("min_batch") or 1)
+        self.sidecar = sidecar or read_sidecar(path)
+        self.info = self.sidecar.section("tensorrt")
+        # The sidecar's batch range until activation reads the engine's own profile.
+        super().__init__(meta or self.sidecar.meta, path=path, max_batch=int(self.info.get("max_batch") or 0) or None)
+        self.file = path
+        self.min_batch = int(self.info.get("min_batch") or 1)
         self.device = device
+        self.require_same_gpu = require_same_gpu
         self._engine: Optional[trt.ICudaEngine] = None
         self._context: Optional[trt.IExecutionContext] = None
         self._stream: Any = None  # torch.cuda.Stream
@@ -370,20 +341,28 @@ class TrtRunner(Runner):
 
         require_tensorrt()
         gpu_name, cc = gpu_identity(self.device)
-        validate_sidecar(self.sidecar, trt.__version__, gpu_name, cc, where=str(self.path))
-        assert self.path is not None
+        check_tensorrt_compat(self.info, runtime_version=trt.__version__, gpu_name=gpu_name, compute_capability=cc,
+                              require_same_gpu=self.require_same_gpu, where=str(self.file))
+        rebuild = rebuild_hint(self.info)
         with torch.cuda.device(self.device):
-            logger = trt.Logger(trt.Logger.WARNING)
-            runtime = trt.Runtime(logger)
-            engine = runtime.deserialize_cuda_engine(self.path.read_bytes())
+            runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            if hasattr(runtime, "engine_host_code_allowed"):  # 8.6+: a version-compatible plan carries its own lean runtime
+                runtime.engine_host_code_allowed = self.info.get("version_compatible") is True
+            engine = runtime.deserialize_cuda_engine(self.file.read_bytes())
             if engine is None:
-                raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {self.path.name} (see its log above)",
-                                    REBUILD.format(precision=self.precision))
+                raise ArtifactError(f"TensorRT {trt.__version__} could not deserialize {self.file.name} (see its log above)", rebuild)
             names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
             for name, mode in ((self.meta.input_name, trt.TensorIOMode.INPUT), (self.meta.output_name, trt.TensorIOMode.OUTPUT)):
                 if name not in names or engine.get_tensor_mode(name) != mode:
-                    raise ArtifactError(f"{self.path.name}: no {'input' if mode == trt.TensorIOMode.INPUT else 'output'} tensor {name!r} (it has {names})",
-                                        REBUILD.format(precision=self.precision))
+                    raise ArtifactError(f"{self.file.name}: no {'input' if mode == trt.TensorIOMode.INPUT else 'output'} tensor {name!r} (it has {names})", rebuild)
+            shape = _shape(engine.get_tensor_shape(self.meta.input_name))
+            if len(shape) != 4 or list(shape[1:]) != self.meta.input_shape[1:]:
+                raise ArtifactError(f"{self.file.name}: engine input shape {list(shape)} does not match the metadata's {self.meta.input_shape}", rebuild)
+            if shape[0] == -1:  # dynamic batch: the range is the first optimisation profile's
+                low, _, high = (_shape(d) for d in engine.get_tensor_profile_shape(self.meta.input_name, 0))
+                self.min_batch, self.max_batch = low[0], high[0]
+            else:
+                self.min_batch = self.max_batch = self.fixed_batch = shape[0]
             self._engine = engine
             self._context = engine.create_execution_context()
             self._stream = torch.cuda.Stream(self.device)  # enqueueV3 on the legacy default stream costs extra syncs
@@ -404,7 +383,7 @@ class TrtRunner(Runner):
             context.set_tensor_address(self.meta.input_name, inp.data_ptr())
             context.set_tensor_address(self.meta.output_name, out.data_ptr())
             if not context.execute_async_v3(stream.cuda_stream):
-                raise ArtifactError(f"{self.name}: TensorRT failed to run a batch of {inp.shape[0]} (see its log above)", REBUILD.format(precision=self.precision))
+                raise ArtifactError(f"{self.name}: TensorRT failed to run a batch of {inp.shape[0]} (see its log above)", rebuild_hint(self.info))
             result = out.float().cpu()  # a blocking copy on this stream: inp/out stay alive until TensorRT is done
         return result.numpy()
 
@@ -414,6 +393,6 @@ class TrtRunner(Runner):
         self._context = self._engine = self._stream = None
 
     def describe(self) -> dict[str, Any]:
-        info = self.sidecar["tensorrt"]
+        info = self.info
         return {**super().describe(), "tensorrt": info.get("version"), "gpu": info.get("gpu_name"), "build_flags": info.get("build_flags"),
                 "strongly_typed": info.get("strongly_typed")}

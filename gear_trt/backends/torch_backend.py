@@ -11,9 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from gear_trt.artifacts.checkpoint import checkpoint_classes
+from gear_trt.artifacts.meta import DeployMeta, deploy_meta_for
 from gear_trt.backends.base import Runner
-from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import BackendUnavailable
+from gear_trt.models import load_model
 
 
 class TorchRunner(Runner):
@@ -33,13 +35,9 @@ class TorchRunner(Runner):
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, "os.PathLike[str]"], *, device: Union[str, torch.device] = "cpu", threads: Optional[int] = None) -> "TorchRunner":
-        from gear_trt.export.onnx import deploy_meta_for
-        from gear_trt.train.checkpoint import load_model
-
         model, spec, payload = load_model(path)
-        classes = payload.get("classes") or [str(i) for i in range(spec.num_classes)]
-        meta = deploy_meta_for(spec, classes, checkpoint=Path(path).name)
-        return cls(model, meta, device=device, threads=threads, path=path)
+        meta = deploy_meta_for(spec, checkpoint_classes(payload, spec), checkpoint=Path(path).name)
+        return cls(model, meta, device=device, threads=threads, path=Path(path))
 
     def _activate(self) -> None:
         self.model = copy.deepcopy(self._source).to(self.device).eval()

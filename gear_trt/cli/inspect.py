@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     from gear_trt.grow.budget import deployed_bytes
     from gear_trt.models import count_params, family, group_names, params_by_group
-    from gear_trt.train.checkpoint import checkpoint_spec, load_checkpoint
+    from gear_trt.artifacts.checkpoint import checkpoint_spec, load_checkpoint
 
     payload = load_checkpoint(path)
     spec = checkpoint_spec(payload, path)

@@ -1,6 +1,6 @@
 """ImageSet (a whole split in memory as one uint8 NHWC tensor), normalisation and resizing.
 
-The resize rule is the deployment rule (gear_trt/deploy_meta.py): bilinear, half-pixel centres,
+The resize rule is the deployment rule (gear_trt/artifacts/meta.py): bilinear, half-pixel centres,
 no antialiasing, computed in float. At pack time the result is rounded back to uint8.
 """
 
@@ -13,7 +13,7 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from gear_trt.deploy_meta import CIFAR_MEAN, CIFAR_STD
+from gear_trt.artifacts.meta import CIFAR_MEAN, CIFAR_STD
 
 Indices = Union[torch.Tensor, Sequence[int]]
 

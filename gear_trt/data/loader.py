@@ -19,8 +19,8 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 import torch
 import torch.nn.functional as F
 
+from gear_trt.artifacts.meta import CIFAR_MEAN, CIFAR_STD
 from gear_trt.data.imageset import ImageSet, normalize, normalize_float, to_float
-from gear_trt.deploy_meta import CIFAR_MEAN, CIFAR_STD
 from gear_trt.errors import ConfigError, DataError
 
 Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]

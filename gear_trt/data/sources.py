@@ -15,7 +15,7 @@ ones, else DataError); label k is classes[k]. Files with an image extension (IMA
 anywhere under a class folder are images; other files, hidden files and __MACOSX/ are ignored.
 Grayscale, palette and RGBA images become RGB. All images must share one size unless
 `image_size` is given: then each is resized to image_size x image_size by the deployment rule
-(bilinear, half-pixel centres, no antialiasing; see gear_trt/deploy_meta.py) and rounded to
+(bilinear, half-pixel centres, no antialiasing; see gear_trt/artifacts/meta.py) and rounded to
 uint8. Files are read in sorted order, so an ImageSet is the same on every machine.
 
 Unreadable or corrupt images. With on_error="skip" (the default) they are left out: one

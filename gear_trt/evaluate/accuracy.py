@@ -1,7 +1,7 @@
 """Accuracy of a Runner on an ImageSet: the deployment preprocessing, then batched inference.
 
 Images are uint8 NHWC (ImageSet); the runner takes float32 NCHW normalised by the metadata's rule
-(gear_trt.deploy_meta): resize (bilinear, half-pixel, no antialias) only if the size differs, then
+(gear_trt.artifacts.preprocess): resize (bilinear, half-pixel, no antialias) only if the size differs, then
 (pixel * scale - mean[c]) / std[c].
 """
 
@@ -12,29 +12,13 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from gear_trt.deploy_meta import Preprocess
+from gear_trt.artifacts.preprocess import preprocess_images
 from gear_trt.errors import DataError
 
 if TYPE_CHECKING:
     from gear_trt.backends.base import Runner
     from gear_trt.data.imageset import ImageSet
-
-
-def preprocess_images(images: torch.Tensor, pre: Preprocess) -> torch.Tensor:
-    """uint8 [N, H, W, 3] -> float32 [N, 3, S, S] on the images' device, by the deployment rule."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
-        raise DataError(f"expected uint8 [N, H, W, 3] images, got {images.dtype} {tuple(images.shape)}", "pass an ImageSet's images")
-    x = images.permute(0, 3, 1, 2).float()
-    if pre.color == "BGR":
-        x = x.flip(1)
-    size = pre.input_size
-    if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-    mean = torch.tensor(pre.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(pre.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    return ((x * pre.scale - mean) / std).contiguous()
 
 
 @dataclasses.dataclass(frozen=True)

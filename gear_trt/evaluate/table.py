@@ -28,7 +28,7 @@ def artifact_size(path: PathLike) -> int:
     """Bytes a deployment carries: the file, or for a checkpoint the model's tensors only (not optimiser state)."""
     path = Path(path)
     if path.suffix in (".pt", ".pth"):
-        from gear_trt.train.checkpoint import load_checkpoint
+        from gear_trt.artifacts.checkpoint import load_checkpoint
 
         state = load_checkpoint(path)["model"]
         return int(sum(t.numel() * t.element_size() for t in state.values() if hasattr(t, "numel")))

@@ -15,10 +15,8 @@ from typing import Any
 
 _EXPORTS = {
     "export_onnx": "onnx", "export_checkpoint": "onnx", "check_parity": "onnx", "ParityReport": "onnx",
-    "deploy_meta_for": "onnx",
     "to_fp16": "precision", "to_int8_qdq": "precision", "CalibrationReader": "precision",
     "qdq_summary": "precision", "PRECISIONS": "precision",
-    "read_meta": "metadata", "write_meta": "metadata", "set_meta": "metadata", "get_meta": "metadata",
     "CalibrationManifest": "calibration", "make_manifest": "calibration", "load_manifest": "calibration",
     "calibration_reader": "calibration",
 }

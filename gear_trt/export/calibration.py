@@ -3,7 +3,7 @@
 A manifest is small JSON (calibration/README.md): the data source and split, the class names, the
 seed, and the chosen image indices (class-balanced, sorted), plus a hash of those images' pixels so
 a changed source is caught instead of silently calibrating on other images. The images go through
-the model's eval transform (gear_trt.deploy_meta's rule: resize if needed, normalise; no
+the model's eval transform (gear_trt.artifacts.preprocess's rule: resize if needed, normalise; no
 augmentation) when a reader is made for a particular model.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 import numpy as np
 
 from gear_trt import __version__
-from gear_trt.deploy_meta import DeployMeta
+from gear_trt.artifacts.meta import DeployMeta
 from gear_trt.errors import ArtifactError, ConfigError, DataError
 from gear_trt.io import atomic_write_json
 
@@ -160,7 +160,7 @@ def select(manifest: CalibrationManifest, ds: "ImageSet", where: str = "calibrat
 
 def calibration_reader(manifest: CalibrationManifest, ds: "ImageSet", meta: DeployMeta, *, batch_size: int = 64) -> "CalibrationReader":
     """A CalibrationReader over the manifest's images, preprocessed with `meta`'s eval transform."""
-    from gear_trt.evaluate.accuracy import preprocess_images
+    from gear_trt.artifacts.preprocess import preprocess_images
     from gear_trt.export.precision import CalibrationReader
 
     subset = select(manifest, ds)

@@ -8,12 +8,13 @@ calibration set). Anything else is rebuilt, so a re-run after retraining never s
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
+from gear_trt.artifacts.onnx_meta import read_meta
+from gear_trt.artifacts.sidecar import read_sidecar
 from gear_trt.choices import PRECISIONS
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError
 from gear_trt.export.layout import Checkpoint, base_name, engine_path
@@ -54,8 +55,6 @@ class ExportOptions:
 
 
 def _meta_or_none(path: Path) -> Any:
-    from gear_trt.export.metadata import read_meta
-
     try:
         return read_meta(path) if path.is_file() else None
     except ArtifactError:
@@ -106,7 +105,6 @@ def load_calibration(calib: CalibrationOptions, num_classes: int) -> tuple["Cali
 
 def ensure_int8(cp: Checkpoint, fp32: Path, calib: CalibrationOptions, opts: ExportOptions, notify: Notify = _stderr) -> Path:
     from gear_trt.export.calibration import calibration_reader
-    from gear_trt.export.metadata import read_meta
     from gear_trt.export.precision import to_int8_qdq
 
     dst = cp.onnx("int8")
@@ -182,14 +180,12 @@ def build_one(onnx_path: Path, engine: Path, precision: str, backend: str, opts:
                             workspace_mib=opts.workspace_mib, timing_cache=opts.timing_cache, strongly_typed=opts.strongly_typed,
                             optimization_level=opts.optimization_level, device=opts.device)
     from gear_trt.backends.onnxrt import build_ort_engine
-    from gear_trt.backends.sidecar import sidecar_path
-    from gear_trt.export.metadata import read_meta
 
     have = read_meta(onnx_path).precision
     if have != precision:  # never a silent precision change
         raise ConfigError(f"{onnx_path.name} is {have}; an onnxruntime {precision} model needs the {precision} ONNX", f"export it with --precision {precision}")
     out = build_ort_engine(onnx_path, engine, threads=opts.threads)
-    if precision == "fp16" and json.loads(sidecar_path(out).read_text())["onnxruntime"]["fp16_tensors"] == 0:
+    if precision == "fp16" and read_sidecar(out).section("onnxruntime")["fp16_tensors"] == 0:
         notify(f"note: onnxruntime's CPU provider computes {out.name} in fp32 (its weights are the fp16-rounded ones); fp16 arithmetic needs TensorRT or a GPU provider")
     return out
 
@@ -212,7 +208,6 @@ def build_onnx_engine(onnx_path: Path, precision: Optional[str], backend: str, e
                       notify: Notify = _stderr) -> Path:
     """An engine from one ONNX file. fp16 from an fp32 file is converted first (an explicit, recorded
     ONNX transform); int8 needs the Q/DQ file, which takes a calibration set: export it."""
-    from gear_trt.export.metadata import read_meta
     from gear_trt.export.precision import to_fp16
 
     have = read_meta(onnx_path).precision

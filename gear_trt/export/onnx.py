@@ -24,10 +24,13 @@ import torch
 from torch import nn
 
 from gear_trt import __version__
-from gear_trt.deploy_meta import DeployMeta, Preprocess
+from gear_trt.artifacts.checkpoint import checkpoint_classes
+from gear_trt.artifacts.meta import DeployMeta, deploy_meta_for
+from gear_trt.artifacts.onnx_meta import set_meta
+from gear_trt.artifacts.preprocess import preprocess_images
 from gear_trt.errors import ArtifactError, ConfigError
-from gear_trt.export.metadata import set_meta
 from gear_trt.io import atomic_write_bytes, sha256_file
+from gear_trt.models import load_model
 from gear_trt.spec import ModelSpec
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -66,22 +69,6 @@ class ParityReport:
         return {"ok": self.ok, "results": [dataclasses.asdict(r) for r in self.results]}
 
 
-def deploy_meta_for(spec: ModelSpec, classes: Sequence[str], *, checkpoint: str = "", lineage: Optional[Mapping[str, Any]] = None,
-                    precision: str = "fp32", preprocess: Optional[Preprocess] = None) -> DeployMeta:
-    """The DeployMeta of a model built from `spec` (CIFAR normalisation unless `preprocess` says otherwise)."""
-    if len(classes) != spec.num_classes:
-        raise ConfigError(f"{len(classes)} class names for a model with {spec.num_classes} outputs", "pass one name per output")
-    return DeployMeta(
-        preprocess=preprocess or Preprocess(input_size=spec.input_size),
-        classes=tuple(str(c) for c in classes),
-        precision=precision,
-        spec=spec.to_dict(),
-        spec_hash=spec.hash,
-        checkpoint=checkpoint,
-        lineage=dict(lineage or {}),
-    )
-
-
 def _check_opset(opset: int, dynamo: bool) -> None:
     if dynamo and opset < DYNAMO_MIN_OPSET:
         raise ConfigError(f"the dynamo exporter writes opset {DYNAMO_MIN_OPSET} or newer, not {opset}",
@@ -96,8 +83,9 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, meta: DeployMet
         # torch >= 2.9 warns that the TorchScript exporter is deprecated; it is the one that writes opset 17.
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*TorchScript.*")
+        # The TorchScript exporter writes to file objects too; torch's type hint names paths only.
         torch.onnx.export(
-            model, (example,), buf, dynamo=False, opset_version=opset, export_params=True,
+            model, (example,), buf, dynamo=False, opset_version=opset, export_params=True,  # type: ignore[arg-type]
             input_names=[meta.input_name], output_names=[meta.output_name],
             dynamic_axes={meta.input_name: {0: BATCH_DIM}, meta.output_name: {0: BATCH_DIM}},
         )
@@ -234,12 +222,9 @@ def _raise_on_mismatch(report: ParityReport, where: str) -> None:
 def export_checkpoint(checkpoint: PathLike, path: PathLike, *, opset: Optional[int] = None, dynamo: bool = False,
                       real_images: Optional[torch.Tensor] = None, lineage: Optional[Mapping[str, Any]] = None, parity: bool = True) -> Path:
     """Export a gear-trt checkpoint (.pt) to fp32 ONNX; `real_images` (uint8 NHWC) feed the parity check."""
-    from gear_trt.evaluate.accuracy import preprocess_images
-    from gear_trt.train.checkpoint import load_model
-
     checkpoint = Path(checkpoint)
     model, spec, payload = load_model(checkpoint)
-    classes = payload.get("classes") or [str(i) for i in range(spec.num_classes)]
+    classes = checkpoint_classes(payload, spec)
     metrics = payload.get("metrics") or {}
     info: dict[str, Any] = {
         "checkpoint_sha256": sha256_file(checkpoint),

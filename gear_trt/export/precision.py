@@ -21,10 +21,10 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from gear_trt.artifacts.meta import DeployMeta
+from gear_trt.artifacts.onnx_meta import get_meta, set_meta
 from gear_trt.choices import PRECISIONS  # noqa: F401 - gear_trt.export.PRECISIONS
-from gear_trt.deploy_meta import DeployMeta
 from gear_trt.errors import ArtifactError, ConfigError
-from gear_trt.export.metadata import get_meta, set_meta
 from gear_trt.io import atomic_write_bytes, sha256_file
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -7,12 +7,15 @@ checked thousands of times during growth.
 from __future__ import annotations
 
 import dataclasses
+import os
 from types import ModuleType
-from typing import Callable
+from typing import Any, Callable, Union
 
+import torch
 from torch import nn
 
-from gear_trt.errors import ConfigError
+from gear_trt.artifacts.checkpoint import checkpoint_spec, load_checkpoint
+from gear_trt.errors import ArtifactError, ConfigError
 from gear_trt.models import mobilenet, resnet, vgg
 from gear_trt.models.graph import LayerInfo
 from gear_trt.spec import FAMILIES, ModelSpec
@@ -59,6 +62,19 @@ def _check_widths(spec: ModelSpec) -> None:
 def build_model(spec: ModelSpec) -> nn.Module:
     _check_widths(spec)
     return family(spec.family).builder(spec)
+
+
+def load_model(path: Union[str, "os.PathLike[str]"], *, map_location: Union[str, torch.device] = "cpu") -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """Build a checkpoint's model from its spec and load its weights. Returns (model in eval mode, spec, payload)."""
+    payload = load_checkpoint(path, map_location=map_location)
+    spec = checkpoint_spec(payload, path)
+    model = build_model(spec)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ArtifactError(f"{path}: weights do not match its spec ({first[:160]})", "re-run the stage that wrote it") from None
+    return model.eval(), spec, payload
 
 
 def layer_table(spec: ModelSpec) -> list[LayerInfo]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional
 
+from gear_trt.artifacts.checkpoint import checkpoint_spec, load_checkpoint
 from gear_trt.data import BatchLoader, ImageSet
 from gear_trt.errors import ConfigError
 from gear_trt.grow.budget import parse_count
@@ -23,8 +24,8 @@ from gear_trt.pipeline.rundir import RunDir, stage_entry
 from gear_trt.records import StageEntry
 from gear_trt.spec import ModelSpec
 from gear_trt.train import TrainConfig
-from gear_trt.train.checkpoint import checkpoint_spec, load_checkpoint, seed_everything
 from gear_trt.train.loop import TrainResult, accuracy_eval, resolve_device, train
+from gear_trt.train.rng import seed_everything
 
 STAGE = "train"
 FINAL = "final"  # the checkpoint's name: RUN_DIR/checkpoints/final.pt

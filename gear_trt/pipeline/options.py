@@ -337,7 +337,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type[TrainingOptions], com
         text = f"{flag.help} ({'; '.join(notes)})" if notes else flag.help
         group.add_argument(name, dest=f.name, type=kind, metavar=flag.metavar, default=argparse.SUPPRESS,
                            help=argparse.SUPPRESS if flag.hidden else text)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # (as in flags(): the subclasses are the dataclasses)
     for alias, targets in ALIASES.items():
         if all(t in fields for t in targets):
             parser.add_argument(alias, dest=alias[2:].replace("-", "_"), type=_base_type(hints[targets[0]]), default=argparse.SUPPRESS,

@@ -35,7 +35,7 @@ def rebuild_entry(run: RunDir, name: str, record: dict[str, Any]) -> Optional[St
     summary.json is gone: size and widths from its checkpoint, accuracy and time from the manifest.
     Energy was never in the manifest, so it stays unknown; `rebuilt` says where the entry came from."""
     from gear_trt.errors import ArtifactError
-    from gear_trt.train.checkpoint import checkpoint_spec, load_checkpoint
+    from gear_trt.artifacts.checkpoint import checkpoint_spec, load_checkpoint
 
     ckpt = next((rel for rel in record.get("artifacts", {}) if rel.endswith(".pt")), None)
     if ckpt is None:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+from gear_trt.artifacts.checkpoint import load_checkpoint, save_checkpoint
 from gear_trt.choices import PIPELINES, PRESETS, Preset
 from gear_trt.data import BatchLoader, ImageSet
 from gear_trt.data.era import ERA, ERAConfig
@@ -27,13 +28,12 @@ from gear_trt.errors import ConfigError
 from gear_trt.grow import Budget, GrowthConfig, grow, parse_budget
 from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.osg import BudgetBelowBackbone, reachable_new_ratio
-from gear_trt.models import backbone_spec, build_model, group_names, scaled_spec, width_multiplier_bracket
+from gear_trt.models import backbone_spec, build_model, group_names, load_model, scaled_spec, width_multiplier_bracket
 from gear_trt.pipeline.inputs import load_splits
 from gear_trt.pipeline.options import GrowOptions, robust_eval_images
 from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
 from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
-from gear_trt.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from gear_trt.train.jsd import era_views_loss
 from gear_trt.train.loop import accuracy_eval, evaluate_accuracy, resolve_device, train
 

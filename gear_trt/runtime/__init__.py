@@ -6,24 +6,14 @@
     pred = model.predict(images, k=3)        # uint8 RGB, HxWx3 / NxHxWx3 / list of HxWx3
     pred.labels, pred.indices, pred.scores
 
-Only numpy, onnxruntime (for ONNX) and, for engines, tensorrt + torch are imported: never the
-trainer, the models or the data pipeline, so the runtime works in a lean app environment.
+A Classifier is the metadata's preprocessing (gear_trt.artifacts) + a gear_trt.backends Runner
++ softmax/top-k. Only numpy, onnxruntime (for ONNX) and, for engines, tensorrt + torch are
+imported: never the trainer, the models or the data pipeline, so the runtime works in a lean app
+environment.
 """
 
+from gear_trt.artifacts.preprocess import preprocess
 from gear_trt.runtime.classifier import Classifier, Prediction, load
-from gear_trt.runtime.metadata import check_tensorrt_compat, parse_meta, read_sidecar
 from gear_trt.runtime.postprocess import softmax, topk_indices
-from gear_trt.runtime.preprocess import preprocess, resize_bilinear
 
-__all__ = [
-    "Classifier",
-    "Prediction",
-    "load",
-    "check_tensorrt_compat",
-    "parse_meta",
-    "read_sidecar",
-    "softmax",
-    "topk_indices",
-    "preprocess",
-    "resize_bilinear",
-]
+__all__ = ["Classifier", "Prediction", "load", "preprocess", "softmax", "topk_indices"]

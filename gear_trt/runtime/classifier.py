@@ -1,28 +1,24 @@
-"""Classifier: a loaded model plus its metadata; predict(images) does preprocessing, inference, top-k."""
+"""Classifier: preprocessing (gear_trt.artifacts) + a backends Runner + top-k (runtime.postprocess)."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 
-from gear_trt.deploy_meta import DeployMeta
-from gear_trt.errors import ArtifactError, ConfigError
-from gear_trt.runtime.metadata import parse_meta, read_sidecar, sidecar_path, verify_artifact_hash
+from gear_trt.artifacts.meta import DeployMeta
+from gear_trt.artifacts.preprocess import Images, preprocess
+from gear_trt.backends import load_runner
+from gear_trt.choices import CHECKPOINT_SUFFIXES
+from gear_trt.errors import ConfigError
 from gear_trt.runtime.postprocess import softmax, topk_indices
-from gear_trt.runtime.preprocess import Images, preprocess
+
+if TYPE_CHECKING:
+    from gear_trt.backends.base import Runner
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
-
-
-class Backend(Protocol):
-    name: str
-
-    def run(self, x: np.ndarray) -> np.ndarray: ...
-
-    def close(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +41,18 @@ class Prediction:
 
 
 class Classifier:
-    """An image classifier ready to run: metadata (preprocessing, classes) + a backend."""
+    """An image classifier ready to run: an active Runner and its metadata (preprocessing, classes)."""
 
-    def __init__(self, path: Path, meta: DeployMeta, backend: Backend, sidecar: Optional[dict[str, Any]] = None) -> None:
-        self.path = path
-        self.meta = meta
-        self.backend = backend
-        self.sidecar = sidecar or {}
+    def __init__(self, runner: "Runner") -> None:
+        self.runner = runner if runner.is_active else runner.activate()
+
+    @property
+    def path(self) -> Optional[Path]:
+        return self.runner.path
+
+    @property
+    def meta(self) -> DeployMeta:
+        return self.runner.meta
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -63,24 +64,18 @@ class Classifier:
 
     @property
     def backend_name(self) -> str:
-        return self.backend.name
+        return self.runner.backend
 
     def preprocess(self, images: Images, *, color: str = "RGB") -> np.ndarray:
         """uint8 images -> the float32 NCHW batch the model takes (the metadata's rule)."""
         return preprocess(images, self.meta.preprocess, color=color)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        """float32 NCHW batch -> float32 [N, num_classes] logits."""
-        s = self.input_size
-        if x.dtype != np.float32 or x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
-            raise ConfigError(f"infer() takes float32 [N, 3, {s}, {s}], got {x.dtype} {tuple(x.shape)}", "use predict() for uint8 images")
-        logits = np.asarray(self.backend.run(np.ascontiguousarray(x)), dtype=np.float32)
-        if logits.ndim != 2 or logits.shape != (x.shape[0], len(self.classes)):
-            raise ArtifactError(
-                f"{self.path}: the model returned shape {logits.shape}, expected ({x.shape[0]}, {len(self.classes)}) for {len(self.classes)} classes",
-                "re-export the model so its metadata matches it",
-            )
-        return logits
+        """float32 NCHW batch (any size: split into the batches the model takes) -> float32 [N, num_classes] logits."""
+        step = self.runner.max_batch
+        if not step or len(x) <= step:
+            return self.runner.infer(x)
+        return np.concatenate([self.runner.infer(x[i : i + step]) for i in range(0, len(x), step)])
 
     def predict(self, images: Images, *, k: int = 1, color: str = "RGB", batch_size: Optional[int] = None) -> Prediction:
         """Classify uint8 images: one HxWx3, an NxHxWx3 batch, or a list of HxWx3 of any sizes.
@@ -99,7 +94,7 @@ class Classifier:
         return Prediction(indices=idx, scores=np.take_along_axis(probs, idx, axis=1), classes=names, probabilities=probs, logits=logits)
 
     def close(self) -> None:
-        self.backend.close()
+        self.runner.deactivate()
 
     def __enter__(self) -> "Classifier":
         return self
@@ -128,50 +123,13 @@ def load(
     files exported elsewhere). `num_threads`/`providers` go to onnxruntime; `device` and
     `require_same_gpu` to TensorRT.
     """
-    path = Path(path)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown runtime backend {backend!r}", f"use one of {', '.join(BACKENDS)}")
-    if path.suffix.lower() == ".json":
-        raise ConfigError(f"{path} is a metadata sidecar", f"load the model file beside it ({path.with_suffix('')})")
-    if not path.is_file():
-        raise ArtifactError(f"model file not found: {path}", "check the path; export or build the model first")
-    if meta is not None:  # user-given metadata gets the same checks as stored metadata
-        meta = parse_meta(meta.to_json(), "the meta argument")
-    is_onnx = path.suffix.lower() == ".onnx"
-    sidecar: dict[str, Any] = {}
-    if not is_onnx or sidecar_path(path).is_file():  # an engine (or onnxruntime's optimised .ort.onnx): its sidecar decides
-        found, sidecar = read_sidecar(path)
-        verify_artifact_hash(path, sidecar)
-        if sidecar.get("onnxruntime"):  # an optimised model: made by this onnxruntime on this CPU? (as `gear-trt eval` checks)
-            from gear_trt.backends.onnxrt import ort_environment, validate_ort_sidecar
-
-            validate_ort_sidecar(sidecar, **ort_environment(), where=str(path))
-        meta = meta or found
-    if backend == "auto":
-        backend = "onnxruntime" if is_onnx or sidecar.get("backend") == "onnxruntime" else "tensorrt"
-
-    if backend == "tensorrt":
-        if is_onnx:
-            raise ConfigError(f"{path} is an ONNX file, not a TensorRT engine", "build an engine with `gear-trt build-engine`, or use backend='onnxruntime'")
-        from gear_trt.runtime.trt_backend import TensorRTBackend
-
-        assert meta is not None
-        return Classifier(path, meta, TensorRTBackend(path, meta, sidecar, device=device, require_same_gpu=require_same_gpu), sidecar)
-
-    from gear_trt.runtime.ort_backend import OnnxRuntimeBackend
-
-    ort_backend = OnnxRuntimeBackend(path, num_threads=num_threads, providers=providers)
-    if meta is None:
-        text = ort_backend.embedded_metadata()
-        if text is not None:
-            meta = parse_meta(text, str(path))
-        elif sidecar_path(path).is_file():
-            meta, sidecar = read_sidecar(path)
-            verify_artifact_hash(path, sidecar)
-        else:
-            raise ArtifactError(
-                f"{path} carries no gear-trt metadata (no 'gear_trt' entry in its metadata_props)",
-                "export it with gear-trt, or pass meta=DeployMeta(...) to load()",
-            )
-    ort_backend.bind(meta)
-    return Classifier(path, meta, ort_backend, sidecar)
+    if Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise ConfigError(f"{path} is a training checkpoint; the runtime runs exported models",
+                          "export it first: `gear-trt export CHECKPOINT` (ONNX), then `gear-trt build-engine` for TensorRT")
+    if meta is not None:  # metadata given by the app gets the same checks as stored metadata
+        meta = DeployMeta.from_dict(meta.to_dict(), "the meta argument")
+    runner = load_runner(path, backend=backend, device=device, threads=num_threads, meta=meta, require_same_gpu=require_same_gpu,
+                         providers=list(providers or ["CPUExecutionProvider"]))
+    return Classifier(runner)

@@ -200,10 +200,10 @@ def plan_sweep(spec: Mapping[str, Any], out: str | Path, *, local: bool = True) 
 
 def grow_parser() -> argparse.ArgumentParser:
     """`gear-trt grow`'s own argument parser, raising ConfigError instead of exiting."""
-    from gear_trt.cli.grow import add_arguments
+    from gear_trt.pipeline.options import GrowOptions, add_options
 
     parser = _Parser(prog="gear-trt grow", add_help=False)
-    add_arguments(parser)
+    add_options(parser, GrowOptions, "grow")  # what gear_trt.cli.grow adds: the sweep stays below the CLI
     return parser
 
 

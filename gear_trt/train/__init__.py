@@ -1,4 +1,4 @@
-"""Training: the loop (SGD, schedules, AMP, exact resume), checkpoints and lr schedules.
+"""Training: the loop (SGD, schedules, AMP, exact resume), RNG states and lr schedules.
 
 Names load lazily so `import gear_trt.train.schedule` (pure Python) does not pull in torch.
 """
@@ -12,8 +12,7 @@ _EXPORTS = {
     "TrainConfig": "config", "TrainResult": "loop", "train": "loop", "CrossEntropy": "loop",
     "evaluate_accuracy": "loop", "accuracy_eval": "loop", "resolve_device": "loop", "first_view": "loop",
     "make_optimizer": "loop", "AMP_MODES": "config", "resolve_amp": "loop",
-    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
-    "checkpoint_spec": "checkpoint", "seed_everything": "checkpoint", "FORMAT": "checkpoint",
+    "seed_everything": "rng", "rng_state": "rng", "set_rng_state": "rng",
     "lr_factor": "schedule", "SCHEDULES": "schedule",
     "jsd_loss": "jsd", "era_loss": "jsd", "era_views_loss": "jsd", "JSD_WEIGHT": "jsd",
 }

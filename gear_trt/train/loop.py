@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gear_trt.artifacts.checkpoint import load_checkpoint, plain, save_checkpoint
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
 from gear_trt.spec import ModelSpec
-from gear_trt.train.checkpoint import load_checkpoint, plain, rng_state, save_checkpoint, seed_everything, set_rng_state
 from gear_trt.train.config import AMP_MODES, CHANNELS_LAST_MODES, TrainConfig, amp_mode, channels_last_mode  # noqa: F401 - re-exported
+from gear_trt.train.rng import rng_state, seed_everything, set_rng_state
 from gear_trt.train.schedule import make_scheduler
 
 Batch = Union[torch.Tensor, Sequence[torch.Tensor]]  # one view, or several (clean + augmented) for JSD

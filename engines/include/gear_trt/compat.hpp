@@ -1,6 +1,7 @@
-// Does an engine (as described by its sidecar) run on this TensorRT and GPU? Same rules and
-// messages as gear_trt.runtime.check_tensorrt_compat; no TensorRT dependency, so it is tested
-// everywhere and called by the TensorRT backend before deserializing.
+// Does an engine (as described by its sidecar) run on this TensorRT and GPU? The one rule and the
+// messages of gear_trt/artifacts/compat.py; engines/tests/compat_cases.json drives the tests of
+// both. No TensorRT dependency, so it is tested everywhere and called by the TensorRT backend
+// before deserializing.
 #pragma once
 
 #include <string>
@@ -19,9 +20,10 @@ struct RuntimeInfo {
 // major*10000+minor*100+patch from 10 on. 8502 -> "8.5.2", 100300 -> "10.3.0".
 std::string tensorrt_version_string(long encoded);
 
-// Throws gear_trt::Error unless the engine runs here: TensorRT major.minor.patch equal (or the
-// runtime not older for version-compatible engines), compute capability equal, and the GPU name
-// equal when `require_same_gpu`.
+// Throws gear_trt::Error unless the engine runs here: TensorRT major.minor.patch equal (a
+// version-compatible engine: the runtime not older and within NVIDIA's span), the compute
+// capability equal (or Ampere+ for an AMPERE_PLUS engine), and the GPU name equal when
+// `require_same_gpu` and the engine is not hardware-compatible.
 void check_tensorrt_compat(const TensorRTInfo& engine, const RuntimeInfo& here, bool require_same_gpu = true,
                            const std::string& where = "engine");
 

@@ -1,6 +1,6 @@
-// The "gear-trt/1" deployment metadata (gear_trt/deploy_meta.py) as read from an engine's
-// sidecar JSON. The checks and defaults are those of the Python runtime
-// (gear_trt/runtime/metadata.py), so both accept and reject the same files.
+// The "gear-trt/1" deployment metadata (gear_trt/artifacts/meta.py) as read from an engine's
+// sidecar JSON. The checks and defaults are those of the Python reader (DeployMeta.from_dict and
+// gear_trt/artifacts/sidecar.py), so both accept and reject the same files.
 #pragma once
 
 #include <array>
@@ -30,7 +30,8 @@ struct TensorRTInfo {
     std::string gpu_name;            // e.g. "Orin"
     std::string compute_capability;  // normalised "major.minor", e.g. "8.7"; empty if absent
     std::string precision;
-    bool version_compatible = false;  // built with BuilderFlag::kVERSION_COMPATIBLE
+    bool version_compatible = false;         // built with BuilderFlag::kVERSION_COMPATIBLE
+    std::string hardware_compatibility_level;  // "", "NONE", "AMPERE_PLUS", "SAME_COMPUTE_CAPABILITY"
 };
 
 struct DeployMeta {
@@ -59,6 +60,10 @@ std::string sidecar_path(const std::string& artifact);
 
 // Reads and parses the sidecar of an engine file; a missing sidecar is a clear gear_trt::Error.
 DeployMeta load_sidecar(const std::string& artifact);
+
+// The "tensorrt" section of a sidecar (a JSON object) as TensorRTInfo; fields of the wrong JSON
+// type count as absent, as in Python.
+TensorRTInfo parse_tensorrt_section(const json::Value& section);
 
 // "8.7", [8, 7], 8.7, "sm_87" or "87" -> "8.7"; "" when unrecognised.
 std::string normalize_compute_capability(const json::Value& value);

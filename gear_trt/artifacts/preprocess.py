@@ -1,4 +1,7 @@
-"""The deploy-metadata preprocessing rule (gear_trt.deploy_meta), in numpy alone.
+"""The deploy-metadata preprocessing rule (gear_trt.artifacts.meta), in numpy and in torch.
+
+`preprocess` (numpy alone: the deployment runtime) and `preprocess_images` (torch tensors on any
+device: evaluation, calibration, parity checks) both apply the rule:
 
 uint8 RGB images (HWC or NHWC) -> float32 NCHW:
   1. bilinear resize to input_size x input_size when H or W differs: half-pixel centres, no
@@ -18,15 +21,17 @@ result is bit-identical to torch's on any machine.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 import numpy as np
 
-from gear_trt.deploy_meta import Preprocess
+from gear_trt.artifacts.meta import COLORS, Preprocess
 from gear_trt.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    import torch
+
 F32 = np.float32
-COLOR_ORDERS = ("RGB", "BGR")
 
 # What predict() accepts: one HWC image, an NHWC batch, or a list of HWC images of any sizes.
 Images = Union[np.ndarray, Sequence[Any]]
@@ -114,8 +119,8 @@ def resize_bilinear(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
 
 def check_color(color: str) -> str:
     order = str(color).upper()
-    if order not in COLOR_ORDERS:
-        raise ConfigError(f"unknown colour order {color!r}", f"use one of {', '.join(COLOR_ORDERS)}")
+    if order not in COLORS:
+        raise ConfigError(f"unknown colour order {color!r}", f"use one of {', '.join(COLORS)}")
     return order
 
 
@@ -142,3 +147,22 @@ def preprocess(images: Images, pre: Preprocess, *, color: str = "RGB") -> np.nda
     """
     batches = [preprocess_batch(b, pre, color=color) for b in as_image_batches(images)]
     return batches[0] if len(batches) == 1 else np.concatenate(batches)
+
+
+def preprocess_images(images: "torch.Tensor", pre: Preprocess) -> "torch.Tensor":
+    """uint8 [N, H, W, 3] tensor -> float32 [N, 3, S, S] on the images' device, by the same rule
+    (torch's interpolate is the reference the numpy resize reproduces)."""
+    import torch
+    import torch.nn.functional as F
+
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
+        raise DataError(f"expected uint8 [N, H, W, 3] images, got {images.dtype} {tuple(images.shape)}", "pass an ImageSet's images")
+    x = images.permute(0, 3, 1, 2).float()
+    if pre.color == "BGR":
+        x = x.flip(1)
+    size = pre.input_size
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+    mean = torch.tensor(pre.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(pre.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return ((x * pre.scale - mean) / std).contiguous()

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, weights-only loads, and the RNG states that make resume exact.
+"""Checkpoints: atomic writes and weights-only loads. torch is imported by the functions that need it.
 
 A checkpoint is a plain dict saved with torch.save and read back with
 torch.load(weights_only=True), which refuses any pickle that would run code. Everything in it is
@@ -8,30 +8,36 @@ therefore tensors, numbers, strings, lists, tuples and dicts:
      "optimizer": ..., "scheduler": ..., "scaler": ..., "rng": {...}, "epoch": done, "epochs": total,
      "complete": bool, "metrics": {...}, "history": [per-epoch dicts], "classes": [...],
      "stage": "train", "config": TrainConfig dict, "extra": {...}}
+
+A model is rebuilt from a checkpoint by `gear_trt.models.load_model` (spec -> module -> weights).
 """
 
 from __future__ import annotations
 
 import os
-import random
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Union
 
 import numpy as np
-import torch
-from torch import nn
 
 from gear_trt.errors import ArtifactError
 from gear_trt.io import atomic_write
 from gear_trt.spec import ModelSpec
 
+if TYPE_CHECKING:
+    import torch
+
 FORMAT = "gear-trt-ckpt/1"
+PathLike = Union[str, "os.PathLike[str]"]
 
 
-def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> Path:
+def save_checkpoint(path: PathLike, payload: Mapping[str, Any]) -> Path:
     """Write `payload` atomically (temp file + fsync + rename): a kill never leaves half a checkpoint."""
+    import torch
+
     data = {"format": FORMAT, **payload}
+
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a Python file, so a full disk surfaces as OSError(ENOSPC), not torch's "unexpected pos"
             torch.save(data, f)
@@ -45,6 +51,8 @@ def plain(obj: Any) -> Any:
     Converts numpy scalars and arrays, paths and str subclasses (torch.__version__ is one);
     anything else is a programming error, caught here rather than when the file is loaded.
     """
+    import torch
+
     if obj is None or type(obj) in (bool, int, float, str, torch.Tensor):
         return obj
     if isinstance(obj, torch.Tensor):
@@ -66,8 +74,10 @@ def plain(obj: Any) -> Any:
     raise TypeError(f"cannot store a {type(obj).__name__} in a checkpoint (weights-only loads refuse it)")
 
 
-def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: PathLike, *, map_location: Union[str, "torch.device"] = "cpu") -> dict[str, Any]:
     """Read a gear-trt checkpoint without executing any pickled code; ArtifactError if it is not one."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"checkpoint {path} does not exist", "check the path (a run keeps them in RUN_DIR/checkpoints/)")
@@ -93,57 +103,13 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return payload
 
 
-def checkpoint_spec(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint") -> ModelSpec:
+def checkpoint_spec(payload: Mapping[str, Any], path: PathLike = "checkpoint") -> ModelSpec:
     try:
         return ModelSpec.from_dict(payload["spec"])
     except Exception as exc:  # a spec from another version or a hand-edited file
         raise ArtifactError(f"{path} has an unreadable model spec: {exc}", "re-run the stage that wrote it") from None
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
-    """Build the checkpoint's model from its spec and load its weights. Returns (model in eval mode, spec, payload)."""
-    from gear_trt.models import build_model
-
-    payload = load_checkpoint(path, map_location=map_location)
-    spec = checkpoint_spec(payload, path)
-    model = build_model(spec)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ArtifactError(f"{path}: weights do not match its spec ({first[:160]})", "re-run the stage that wrote it") from None
-    return model.eval(), spec, payload
-
-
-# --- RNG states, as weights_only-safe values ---------------------------------------------------
-
-def rng_state() -> dict[str, Any]:
-    """Every global RNG a training step may draw from: torch (CPU and CUDA), numpy, python."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"].cpu())
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), numpy and python's random."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def checkpoint_classes(payload: Mapping[str, Any], spec: ModelSpec) -> list[str]:
+    """The class names a checkpoint records, or "0".."N-1" for one that records none."""
+    return [str(c) for c in payload.get("classes") or range(spec.num_classes)]
