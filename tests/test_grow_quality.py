@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gear_trt.data import BatchLoader, load_source
 from gear_trt.grow import GrowthConfig, grow
 from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.growers import GROWERS
 from gear_trt.models import backbone_spec, build_model
-from gear_trt.train.loop import TrainConfig, train
+from gear_trt.train.loop import TrainConfig, evaluate_loss_accuracy, train
 
 pytestmark = pytest.mark.slow
 RATIO = {"vgg19": 0.9, "mobilenet_v1": 1.8, "resnet18": 0.6}  # the paper's growth ratios
@@ -37,18 +36,6 @@ def _loader(train_set, epoch: int) -> BatchLoader:
     loader = BatchLoader(train_set, 64, train=True, seed=0)
     loader.set_epoch(epoch)
     return loader
-
-
-@torch.no_grad()
-def _ce_acc(model: torch.nn.Module, loader: BatchLoader) -> tuple[float, float]:
-    model.eval()
-    ce, ok, n = 0.0, 0, 0
-    for x, y in loader:
-        out = model(x)
-        ce += float(F.cross_entropy(out, y, reduction="sum"))
-        ok += int((out.argmax(1) == y).sum())
-        n += len(y)
-    return ce / n, ok / n
 
 
 def _one_epoch(model: torch.nn.Module, spec, train_set, tmp: Path, epoch: int) -> torch.nn.Module:
@@ -75,7 +62,7 @@ def backbone(request, data, tmp_path_factory):
 def test_growth_keeps_what_the_backbone_learned_and_trains_on(backbone, data, grower, tmp_path):
     family, spec, model = backbone
     train_set, test_loader = data
-    ce0, acc0 = _ce_acc(model, test_loader)
+    ce0, acc0 = evaluate_loss_accuracy(model, test_loader)
     assert acc0 > 0.15  # the backbone learned something worth keeping
 
     loader = _loader(train_set, 10_000)
@@ -84,15 +71,15 @@ def test_growth_keeps_what_the_backbone_learned_and_trains_on(backbone, data, gr
     grown = build_model(result.spec)
     grown.load_state_dict(result.state_dict)
     assert sum(result.widths_after) > sum(spec.widths) * (1 + 0.9 * RATIO[family])  # it really grew
-    ce1, acc1 = _ce_acc(grown, test_loader)
+    ce1, acc1 = evaluate_loss_accuracy(grown, test_loader)
     assert ce1 <= ce0 + 0.02, f"{family}/{grower}: test cross-entropy {ce0:.4f} -> {ce1:.4f} right after growth"
     assert acc1 >= acc0 - 0.015, f"{family}/{grower}: top-1 {acc0:.3f} -> {acc1:.3f} right after growth"
     # growth.json's held-out record: the backbone's and the grown net's loss on batches never trained on
     assert result.holdout["images"] > 0 and abs(result.holdout["realised_change"]) <= 0.02
 
     # train mode (batch statistics) and the first optimiser steps do not undo it
-    ce_b, _ = _ce_acc(_one_epoch(copy.deepcopy(model), spec, train_set, tmp_path, epoch=3), test_loader)
-    ce_g, _ = _ce_acc(_one_epoch(grown, result.spec, train_set, tmp_path, epoch=3), test_loader)
+    ce_b, _ = evaluate_loss_accuracy(_one_epoch(copy.deepcopy(model), spec, train_set, tmp_path, epoch=3), test_loader)
+    ce_g, _ = evaluate_loss_accuracy(_one_epoch(grown, result.spec, train_set, tmp_path, epoch=3), test_loader)
     # The issue's target is "no worse" (+0.02). Measured at this size (1,500 images, one 24-step epoch) the grown
     # nets are 0.00-0.08 nats behind the backbone after it; before the fix they collapsed by 0.3-1.7 nats. The
     # bound below catches a collapse; the remaining gap is reported in the issue note, not hidden.

@@ -30,18 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _ce_acc(model, loader) -> tuple[float, float]:
-    import torch
-    import torch.nn.functional as F
+    from gear_trt.train.loop import evaluate_loss_accuracy
 
-    model.eval()
-    ce, ok, n = 0.0, 0, 0
-    with torch.no_grad():
-        for x, y in loader:
-            out = model(x)
-            ce += float(F.cross_entropy(out, y, reduction="sum"))
-            ok += int((out.argmax(1) == y).sum())
-            n += len(y)
-    return ce / n, ok / n
+    return evaluate_loss_accuracy(model, loader)
 
 
 def _robust(model, test_set, seed: int, images: int) -> float:

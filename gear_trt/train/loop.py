@@ -141,24 +141,32 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, *, device: Union[str, 
                       amp: Union[bool, str] = False, channels_last: Union[bool, str] = False) -> float:
     """Top-1 accuracy of `model` over `loader` (its first view), in eval mode; restores the previous mode.
     amp / channels_last take the TrainConfig values (True = "auto": on CUDA only)."""
+    return evaluate_loss_accuracy(model, loader, device=device, amp=amp, channels_last=channels_last)[1]
+
+
+def evaluate_loss_accuracy(model: nn.Module, loader: Iterable, *, device: Union[str, torch.device, None] = None,
+                           amp: Union[bool, str] = False, channels_last: Union[bool, str] = False) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy of `model` over `loader` (as `evaluate_accuracy`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     mode, nhwc = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
     was_training = model.training
     model.eval()
-    correct = total = 0
+    loss, correct, total = 0.0, 0, 0
     try:
-        for x, y in loader:
-            x = first_view(_to_device(x, device, nhwc))
-            y = y.to(device)
-            with _autocast(device, mode):
-                logits = model(x)
-            correct += int((logits.argmax(1) == y).sum())
-            total += int(y.numel())
+        with torch.no_grad():
+            for x, y in loader:
+                x = first_view(_to_device(x, device, nhwc))
+                y = y.to(device)
+                with _autocast(device, mode):
+                    logits = model(x)
+                loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+                total += int(y.numel())
     finally:
         model.train(was_training)
     if total == 0:
         raise DataError("the evaluation data is empty", "check the data source and split")
-    return correct / total
+    return loss / total, correct / total
 
 
 def accuracy_eval(loader: Iterable, key: str = "test_acc", **kwargs: Any) -> EvalFn:
