@@ -20,7 +20,7 @@ error and the next one still runs; see STEPS for each one's cap):
                        against the CPU's fp32 (first-step loss within TOLERANCES, fp32's whole trajectory,
                        AMP runs learning), skipped steps, and resume on the GPU
   throughput_growth    training images/s per family, backbone and grown widths, fp32 NCHW vs AMP fp16 +
-                       channels_last; One-Shot Growth's cost per batch via gear_trt.grow.grow()
+                       channels_last; one whole One-Shot Growth per grower via gear_trt.grow.grow()
   paper_gearnn2        GEARnn-2 on the carried CIFAR-10 subset, the paper schedule scaled by --epochs-scale
   paper_small_aug      Small(D_aug) at GEARnn-2's final widths, same schedule scaling
 --dry-run runs every step on the CPU (the "GPU" side is the CPU too), tiny, and writes the same schema.
@@ -53,6 +53,7 @@ DEFAULT_BUDGET_S = 450.0  # the whole check, start to finish (the lease allows 8
 DEFAULT_DATA = ROOT / ".device-data" / "cifar10-subset.zip"  # what --pack-data writes by default
 SHARED_ZIP = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
 FAMILIES = ("vgg19", "mobilenet_v1", "resnet18")
+GROWTH_TIMED = ("gradmax", "firefly")  # the default grower and the paper's, each timed as one whole growth
 # Stated tolerances. TF32 is on for cuDNN convolutions by default on Ampere and later, so even the
 # GPU's fp32 differs from the CPU's in the 4th digit; the figures measured are recorded beside them.
 TOLERANCES = {
@@ -345,11 +346,12 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
 
     dev = torch.device(ctx.device)
     batch, warm, steps = (8, 1, 2) if ctx.dry_run else (128, 3, 20)
-    grow_batches = (1, 2) if ctx.dry_run else (4, 12)  # candidate-training batches of the two timed growths
+    # candidate batches of each timed growth: gradmax's default decomposition, a firefly pass of 12
+    gradmax_batches, firefly_batches = (2, 2) if ctx.dry_run else (GrowthConfig().gradmax_batches, 12)
     families = FAMILIES[:1] if ctx.dry_run else FAMILIES
     g = torch.Generator().manual_seed(ctx.seed)
-    xs = [torch.randn(batch, 3, 32, 32, generator=g) for _ in range(max(grow_batches) + 1)]
-    ys = [torch.randint(0, 10, (batch,), generator=g) for _ in range(max(grow_batches) + 1)]
+    xs = [torch.randn(batch, 3, 32, 32, generator=g) for _ in range(2 + max(gradmax_batches, firefly_batches))]
+    ys = [torch.randint(0, 10, (batch,), generator=g) for _ in range(2 + max(gradmax_batches, firefly_batches))]
 
     def train_speed(spec: Any, amp: bool) -> dict[str, Any]:
         torch.manual_seed(ctx.seed)
@@ -380,15 +382,15 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
         s = (time.perf_counter() - t0) / steps
         return {"step_s": s, "images_per_s": batch / s, "peak_mib": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None}
 
-    def growth(spec: Any, n: int) -> tuple[float, Any, Optional[float]]:
-        """One growth with n candidate-training batches (plus one held out; the same fixed costs each time)."""
+    def growth(spec: Any, grower: str) -> tuple[float, Any, Optional[float]]:
+        """One whole growth with `grower` at its default batch count (plus one held out, one calibration batch)."""
         torch.manual_seed(ctx.seed)
         model = build_model(spec).to(dev)
-        batches = [(xs[i].to(dev), ys[i].to(dev)) for i in range(n + 1)]
+        batches = [(xs[i].to(dev), ys[i].to(dev)) for i in range(len(xs))]
         # enough new-neuron candidates for one shot to reach the paper's ratio (as tools/bench_train.py)
         budget = growth_ratio_budget(spec, PAPER_GROWTH_RATIO[spec.family])
-        cfg = GrowthConfig(new_ratio=reachable_new_ratio(spec, budget, GrowthConfig().grower), max_batches=n, holdout_batches=1,
-                           calibrate_batches=1, seed=ctx.seed)
+        cfg = GrowthConfig(grower=grower, new_ratio=reachable_new_ratio(spec, budget, grower), holdout_batches=1,
+                           calibrate_batches=1, max_batches=firefly_batches, gradmax_batches=gradmax_batches, seed=ctx.seed)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         _sync(ctx)
@@ -403,17 +405,17 @@ def step_throughput_growth(ctx: Context) -> dict[str, Any]:
         spec = backbone_spec(family)
         row: dict[str, Any] = {"growth_ratio": PAPER_GROWTH_RATIO[family], "backbone_params": count_params(spec)}
         row["backbone"] = {"fp32": train_speed(spec, False), "amp_fp16_channels_last": train_speed(spec, True)}
-        growth(spec, grow_batches[0])  # warm-up: cuDNN picks kernels for the expanded net
-        t_small, _, _ = growth(spec, grow_batches[0])
-        t_big, result, peak = growth(spec, grow_batches[1])
-        per_batch = (t_big - t_small) / (grow_batches[1] - grow_batches[0])
+        row["growth"] = {}
+        for grower in GROWTH_TIMED:
+            growth(spec, grower)  # warm-up: cuDNN picks kernels for the expanded net
+            seconds, result, peak = growth(spec, grower)
+            row["growth"][grower] = {"seconds": seconds, "peak_mib": peak,
+                                     "candidate_batches": gradmax_batches if grower == "gradmax" else firefly_batches,
+                                     "over_backbone_fp32_step": seconds / row["backbone"]["fp32"]["step_s"]}
         grown = result.spec
         row["grown_params"] = count_params(grown)
         row["grown_widths"] = list(grown.widths)
         row["grown"] = {"fp32": train_speed(grown, False), "amp_fp16_channels_last": train_speed(grown, True)}
-        row["growth"] = {"seconds_per_batch": per_batch, "fixed_seconds": t_small - per_batch * grow_batches[0],
-                         "batches_timed": list(grow_batches), "peak_mib": peak,
-                         "per_batch_over_backbone_fp32_step": per_batch / row["backbone"]["fp32"]["step_s"]}
         rows[family] = row
     return {"batch": batch, "timed_steps": steps, "data": "random tensors (speed only)", "families": rows}
 
@@ -624,13 +626,14 @@ def markdown(report: dict[str, Any]) -> str:
     r = result("throughput_growth")
     if r:
         lines += ["", f"## Training images/s (batch {r['batch']}) and growth cost", "",
-                  "| family | params backbone -> grown | backbone fp32 | backbone AMP+NHWC | grown fp32 | grown AMP+NHWC | growth s/batch | growth batch / backbone step |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| family | params backbone -> grown | backbone fp32 | backbone AMP+NHWC | grown fp32 | grown AMP+NHWC | "
+                  + " | ".join(f"{g} growth s (backbone steps)" for g in GROWTH_TIMED) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(GROWTH_TIMED)]
         for fam, row in r["families"].items():
             b, g = row["backbone"], row["grown"]
             lines.append(f"| {fam} | {row['backbone_params']:,} -> {row['grown_params']:,} | {b['fp32']['images_per_s']:.0f} | "
                          f"{b['amp_fp16_channels_last']['images_per_s']:.0f} | {g['fp32']['images_per_s']:.0f} | {g['amp_fp16_channels_last']['images_per_s']:.0f} | "
-                         f"{_f(row['growth']['seconds_per_batch'])} | {_f(row['growth']['per_batch_over_backbone_fp32_step'])} |")
+                         + " | ".join(f"{_f(row['growth'][g]['seconds'])} ({_f(row['growth'][g]['over_backbone_fp32_step'])})" for g in GROWTH_TIMED) + " |")
     rows = [(label, result(name)) for label, name in (("GEARnn-2", "paper_gearnn2"), ("Small(D_aug)", "paper_small_aug")) if result(name)]
     if rows:
         lines += ["", "## GEARnn-2 vs Small(D_aug), short schedule", "", "| method | params | clean % | robust % | train s | stages |", "|---|---|---|---|---|---|"]
