@@ -41,13 +41,17 @@ class Preset:
     baseline_epochs: int
     robust_images: int  # test images in each stage's corruption sweep (0: no sweep)
     robust_severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    curve_images: int = 0  # pre-corrupted test images scored after every epoch (time-to-accuracy curves; 0: none)
 
 
 PRESETS: dict[str, Preset] = {
     # The paper's CIFAR-10 schedule: 40 / 1 / 40 / 40 epochs, baselines 160.
-    "paper": Preset(40, 40, 40, 160, robust_images=10_000),
+    "paper": Preset(40, 40, 40, 160, robust_images=10_000, curve_images=2000),
     # Minutes on a 2-core CPU with the built-in data; same proportions as the paper (baseline ~1.3x GEARnn-2).
-    "quick": Preset(3, 3, 2, 11, robust_images=200, robust_severities=(1, 3, 5)),
+    "quick": Preset(3, 3, 2, 11, robust_images=200, robust_severities=(1, 3, 5), curve_images=300),
+    # The CPU protocol of docs/paper_comparison.md: the paper's proportions at 12 epochs (GEARnn-2 + Small(D_aug)
+    # on 10,000 images: about 30 minutes of one CPU thread), scored on 1,000 test images per epoch.
+    "cpu": Preset(12, 12, 12, 48, robust_images=1000, robust_severities=(1, 3, 5), curve_images=1000),
 }
 
 # Growth operators of One-Shot Growth (gear_trt/grow/growers.py implements each).

@@ -66,7 +66,7 @@ def test_the_study_is_one_sweep_spec(tool, tmp_path):
     assert small.after == "pipeline=gearnn2,growth_ratio=0.9,seed=1"  # it copies that run's size, so runs after it
     assert small.options["like"] == str(tmp_path / "out" / small.after)
     assert by_name["pipeline=gearnn1,growth_ratio=0.9,seed=0"].options["like"] is None
-    assert small.options["train_per_class"] == 500 and small.options["robust_eval"] == "200"
+    assert small.options["train_per_class"] == 1000 and small.options["test_per_class"] == 500 and small.options["preset"] == "cpu"
     assert [len(p) for p in plan.phases()] == [8, 4]
 
 

@@ -138,7 +138,7 @@ def format_checkpoint(info: dict[str, Any], history: bool = False) -> str:
         f"parameters  {info['params']:,}  (deployed, BatchNorm folded: fp32 {_mb(pb['fp32'])}, fp16 {_mb(pb['fp16'])}, int8 {_mb(pb['int8'])})",
     ]
     m = info.get("metrics") or {}
-    shown = [f"{k} {_pct(m[k])}" for k in ("test_acc", "train_acc", "robust_acc") if m.get(k) is not None]
+    shown = [f"{k} {_pct(m[k])}" for k in ("test_acc", "probe_clean_acc", "robust_probe_acc", "train_acc", "robust_acc") if m.get(k) is not None]
     if m.get("loss") is not None:
         shown.append(f"loss {m['loss']:.4f}")
     if m.get("seconds_total") is not None:
@@ -160,10 +160,12 @@ def format_checkpoint(info: dict[str, Any], history: bool = False) -> str:
 
 def _history_table(history: list[dict[str, Any]]) -> str:
     rows = [[r.get("epoch"), f"{r['loss']:.4f}" if r.get("loss") is not None else None, _pct(r.get("train_acc")),
-             _pct(r.get("test_acc")), f"{r['lr']:.5g}" if r.get("lr") is not None else None,
+             _pct(r.get("test_acc", r.get("probe_clean_acc"))), _pct(r.get("robust_probe_acc")),
+             f"{r['lr']:.5g}" if r.get("lr") is not None else None,
              f"{r['seconds']:.1f}" if r.get("seconds") is not None else None,
              f"{r['images_per_s']:.0f}" if r.get("images_per_s") is not None else None] for r in history]
-    return _table(["epoch", "loss", "train acc", "test acc", "lr", "seconds", "img/s"], rows)
+    # test acc: the whole test set, or the probe's clean images when the run scores a probe each epoch
+    return _table(["epoch", "loss", "train acc", "test acc", "robust (probe)", "lr", "seconds", "img/s"], rows)
 
 
 def format_run(info: dict[str, Any], history: bool = False) -> str:

@@ -234,6 +234,8 @@ class GrowOptions(TrainingOptions):
     jsd: bool = shared("jsd")
     robust_eval: str = option("auto", "corruption sweep per stage: auto (the preset's subset), none, full, or N test images", GROWTH,
                               metavar="MODE")
+    curve_images: str = option("auto", "robust accuracy after every epoch on N pre-corrupted test images: auto (the preset's; "
+                               "none when --robust-eval none), none, or N", GROWTH, metavar="MODE")
     train_per_class: Optional[int] = shared("train_per_class")
     test_per_class: Optional[int] = shared("test_per_class")
     epochs_scale: float = option(1.0, "multiply every stage's epochs (smoke tests, sensitivity studies)", GROWTH, minimum=0,
@@ -242,6 +244,7 @@ class GrowOptions(TrainingOptions):
     def validate(self) -> "GrowOptions":
         super().validate()
         robust_eval_images(self.robust_eval, 1)
+        curve_images(self.curve_images, 1, self.robust_eval)
         if self.budget is not None and self.growth_ratio is not None:
             raise ConfigError("--budget and --growth-ratio both set the final size", "pass only one of them")
         if self.budget is not None:
@@ -387,6 +390,21 @@ def robust_eval_images(mode: str, preset_images: int, test_images: Optional[int]
         n = 0
     if n < 1:
         raise ConfigError(f"--robust-eval '{mode}' is not auto, none, full or a number of images", "e.g. --robust-eval 200 or --robust-eval none")
+    return n
+
+
+def curve_images(mode: str, preset_images: int, robust_eval: str = "auto") -> int:
+    """How many pre-corrupted test images a --curve-images mode scores after each epoch (0: none)."""
+    if mode == "auto":
+        return 0 if robust_eval == "none" else preset_images
+    if mode == "none":
+        return 0
+    try:
+        n = int(mode)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--curve-images '{mode}' is not auto, none or a number of images", "e.g. --curve-images 1000 or --curve-images none")
     return n
 
 

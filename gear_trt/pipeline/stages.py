@@ -30,12 +30,12 @@ from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.osg import BudgetBelowBackbone, reachable_new_ratio
 from gear_trt.models import backbone_spec, build_model, group_names, load_model, scaled_spec, width_multiplier_bracket
 from gear_trt.pipeline.inputs import load_splits
-from gear_trt.pipeline.options import GrowOptions, robust_eval_images
+from gear_trt.pipeline.options import GrowOptions, curve_images, robust_eval_images
 from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
 from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
 from gear_trt.train.jsd import era_views_loss
-from gear_trt.train.loop import accuracy_eval, evaluate_accuracy, resolve_device, train
+from gear_trt.train.loop import evaluate_accuracy, resolve_device, train
 
 __all__ = ["GrowOptions", "PIPELINES", "PRESETS", "Plan", "Preset", "prepare", "run_pipeline"]
 
@@ -92,6 +92,7 @@ class Context:
         self.test_loader = BatchLoader(self.test_set, 256, train=False, device=self.device)
         self.era = ERA(ERAConfig(width=opts.era_width, depth=opts.era_depth, severity=opts.era_severity, jsd=opts.jsd))
         self.meter = _energy_meter()
+        self._probe: Any = False  # the pre-corrupted test subset scored each epoch: built on first use (None: off)
         # summary.json = this header + the finished stages' entries, always rebuilt from the manifest
         self.header: dict[str, Any] = dict(pipeline=opts.pipeline, arch=opts.arch, seed=opts.seed, data=opts.data, preset=opts.preset,
                                            energy_meter=self.meter.source if self.meter else "none")
@@ -102,6 +103,20 @@ class Context:
     def loader(self, augmented: bool) -> BatchLoader:
         return BatchLoader(self.train_set, self.opts.batch_size, train=True, device=self.device, seed=self.opts.seed,
                            augment=self.era if augmented else None)
+
+    def probe(self) -> Any:
+        """The run's CorruptedProbe (same images for every stage and every run of this seed), or None."""
+        if self._probe is False:
+            self._probe = _build_probe(self)
+        return self._probe
+
+    def evaluate_epoch(self, model: torch.nn.Module) -> dict[str, float]:
+        """What every epoch records: clean and robust accuracy on the probe's images, else clean on the test set."""
+        probe = self.probe()
+        if probe is None:
+            return {"test_acc": evaluate_accuracy(model, self.test_loader)}
+        return {"probe_clean_acc": _probe_accuracy(self, model, probe, corrupted=False),
+                "robust_probe_acc": _probe_accuracy(self, model, probe)}
 
     def epochs(self, n: int) -> int:
         return max(1, round(n * self.opts.epochs_scale))
@@ -160,11 +175,12 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
         t0 = time.perf_counter()
         energy = _start(ctx)
         result = train(model, ctx.loader(augmented), cfg, ckpt_path=ckpt, spec=spec, classes=ctx.classes, stage=name,
-                       eval_fn=accuracy_eval(ctx.test_loader), loss_fn=loss_fn, log=log, quiet=ctx.quiet)
+                       eval_fn=ctx.evaluate_epoch, loss_fn=loss_fn, log=log, quiet=ctx.quiet)
         seconds, energy_j = time.perf_counter() - t0, _stop(energy)
         # a resumed stage counts the time of its earlier epochs too
         seconds = sum(r.get("seconds", 0) for r in result.history) or seconds
-        entry = _entry(ctx, name, result.model, spec, kind, epochs, seconds, energy_j, augmented=augmented)
+        entry = _entry(ctx, name, result.model, spec, kind, epochs, seconds, energy_j, augmented=augmented,
+                       curve=_curve(result.history))
         out["artifacts"].append(ckpt)
         out["metrics"].update(clean_acc=entry.clean_acc, robust_acc=entry.robust_acc)
         out["entry"] = entry
@@ -216,6 +232,9 @@ def _grow_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec
 def _entry(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, kind: str, epochs: int,
            seconds: float, energy_j: Optional[float], **more: Any) -> StageEntry:
     clean = evaluate_accuracy(model, ctx.test_loader)
+    probe = ctx.probe()
+    if probe is not None:  # the curve's last point, and a growth stage's only one
+        more.update(probe_clean_acc=_probe_accuracy(ctx, model, probe, corrupted=False), robust_probe_acc=_probe_accuracy(ctx, model, probe))
     robust = _robust_eval(ctx, model, name)
     entry = stage_entry(name, checkpoint=ctx.run.rel(ctx.run.checkpoint(name)), spec=spec.to_dict(), kind=kind,
                         epochs=epochs, seconds=round(seconds, 3), clean_acc=clean, robust_acc=robust, energy_j=energy_j, **more)
@@ -245,6 +264,43 @@ def _robust_eval(ctx: Context, model: torch.nn.Module, name: str) -> Optional[fl
     ctx.run.write_json(ctx.run.eval_path(name), {"model": name, "precision": "fp32", "backend": "torch", "images": len(subset), **results.to_dict()})
     mean = results.mean_corruption_acc
     return None if mean is None else float(mean)
+
+
+def _build_probe(ctx: Context) -> Any:
+    n = min(curve_images(ctx.opts.curve_images, ctx.preset.curve_images, ctx.opts.robust_eval), len(ctx.test_set))
+    if n <= 0:
+        return None
+    try:
+        from gear_trt.corruptions.probe import corrupted_probe
+    except ImportError:
+        return None
+    subset = ctx.test_set.per_class(math.ceil(n / len(ctx.classes)), seed=ctx.opts.seed) if n < len(ctx.test_set) else ctx.test_set
+    return corrupted_probe(subset.images, subset.labels, severities=ctx.preset.robust_severities, seed=ctx.opts.seed,
+                           preset="cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet")
+
+
+def _probe_accuracy(ctx: Context, model: torch.nn.Module, probe: Any, *, corrupted: bool = True) -> float:
+    from gear_trt.corruptions.probe import probe_accuracy
+    from gear_trt.data import normalize
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return probe_accuracy(lambda images: model(normalize(images.to(ctx.device))), probe, batch_size=256, corrupted=corrupted)
+    finally:
+        model.train(was_training)
+
+
+def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per epoch: training seconds so far in this stage (evaluation excluded), clean and robust accuracy
+    (on the probe's images when there is a probe, else clean on the test set)."""
+    out, seconds = [], 0.0
+    for r in history:
+        seconds += r.get("seconds", 0.0)
+        out.append({"epoch": r.get("epoch"), "seconds": round(seconds, 3), "clean_acc": r.get("probe_clean_acc", r.get("test_acc")),
+                    "robust_probe_acc": r.get("robust_probe_acc")})
+    return out
 
 
 def _resolve_budget(opts: GrowOptions, spec0: ModelSpec) -> Budget:

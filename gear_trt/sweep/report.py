@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from gear_trt.choices import PIPELINES
 from gear_trt.errors import ArtifactError
+from gear_trt.sweep.curves import curves_markdown, plot_curves, time_to_accuracy
 from gear_trt.io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -97,9 +98,18 @@ def write_report(plan: "Plan", *, figures: bool = True) -> list[Path]:
     written = [atomic_write_text(out / "results.csv", _csv(recs)),
                atomic_write_text(out / "results.json", json.dumps({"trials": recs, "comparison": comp, "sensitivity": sens}, indent=2) + "\n"),
                atomic_write_text(out / "results.md", results_markdown(recs))]
+    tta = None
     if comp is not None:
+        paths = {t.name: t.path for t in plan.trials}
+        tta = time_to_accuracy({p: {r["seed"]: paths[r["trial"]] for r in t["runs"]} for p, t in comp["table"].items()})
+        if tta is not None:
+            comp["time_to_accuracy"] = tta.get("headline")
+            written.append(atomic_write_text(out / "time_to_accuracy.json", json.dumps(tta, indent=2) + "\n"))
+            if figures:
+                plot_curves(tta, out / "time_to_accuracy.png")
+                written.append(out / "time_to_accuracy.png")
         written.append(atomic_write_text(out / "comparison.json", json.dumps(comp, indent=2) + "\n"))
-        md = comparison_markdown(comp) + (sensitivity_markdown(sens) if sens else "")
+        md = comparison_markdown(comp) + (curves_markdown(tta) if tta else "") + (sensitivity_markdown(sens) if sens else "")
         written.append(atomic_write_text(out / "comparison.md", md))
     if sens:
         written.append(atomic_write_text(out / "sensitivity.json", json.dumps(sens["rows"], indent=2) + "\n"))

@@ -338,7 +338,7 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
         record["eval_seconds"] = time.perf_counter() - t1
     if not quiet:
         post = {"loss": f"{mean_loss:.3f}", "img/s": f"{seen / seconds:.0f}"}
-        for key, label in (("train_acc", "acc"), ("test_acc", "test_acc")):
+        for key, label in (("train_acc", "acc"), ("test_acc", "test_acc"), ("probe_clean_acc", "test_acc"), ("robust_probe_acc", "robust")):
             if record.get(key) is not None:
                 post[label] = f"{record[key]:.3f}"
         bar.set_postfix(post, refresh=True)
