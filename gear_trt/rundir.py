@@ -14,6 +14,7 @@
       onnx/           <stage>.<precision>.onnx, calibration.json      (export)
       engines/        <stage>.<precision>.engine | .ort.onnx + sidecar (build-engine)
       bench.json      the deployment table                              (bench)
+      deploy_cost.json  the final model's int8 size and batch-1 latency, bench.json's format (sweep deploy_cost)
       report/         report.html, report.md                            (report)
 
 Where a run goes when no --out is given: $GEAR_TRT_HOME/runs/<command>-<YYYYmmdd-HHMMSS>, with
@@ -221,6 +222,10 @@ class RunDir:
     @property
     def bench_path(self) -> Path:
         return self.path / "bench.json"
+
+    @property
+    def deploy_cost_path(self) -> Path:
+        return self.path / "deploy_cost.json"
 
     @property
     def report_dir(self) -> Path:

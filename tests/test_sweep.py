@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -44,6 +46,8 @@ def _env() -> dict[str, str]:
     ({"pipeline": ["small-aug"], "like": "gearnn2"}, "copies the size of the gearnn2 trial of its grid point, which the SPEC does not run"),
     ({"resources_per_trial": {"cpu": 0}}, "SPEC resources_per_trial: {\"cpu\": 0} is not a mapping of resource amounts"),
     ({"data": "no/such.zip"}, "data source"),
+    ({"deploy_cost": "yes"}, "SPEC deploy_cost: \"yes\" is not true or false"),
+    ({"grids": [{"seed": 0, "deploy_cost": True}]}, "SPEC key 'deploy_cost' belongs at the top level, not inside a grid"),
 ])
 def test_a_bad_spec_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, spec, message):
     out = tmp_path / "sweep"
@@ -123,24 +127,91 @@ def test_without_ray_the_sweep_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_sequential_sweep_runs_baselines_after_the_run_they_copy(tmp_path, capsys):
-    spec = {"pipeline": ["small-aug", "gearnn2"], "like": "gearnn2", "growth_ratio": 0.3, **TINY}
-    assert main(["sweep", str(_write(tmp_path, spec)), "--out", str(tmp_path / "out"), "--sequential"]) == 0
-    err = capsys.readouterr().err
+@pytest.fixture(scope="module")
+def copied_sweep(tmp_path_factory):
+    """A tiny sequential sweep whose baseline copies gearnn2's size, with `deploy_cost: true`, run twice: the
+    second time after the baseline's deploy record was lost (as if killed between training and measuring).
+    Returns what each invocation printed and what was on disk before the second."""
+    tmp = tmp_path_factory.mktemp("copied")
+    spec = _write(tmp, {"pipeline": ["small-aug", "gearnn2"], "like": "gearnn2", "growth_ratio": 0.3, "deploy_cost": True, **TINY})
+    out = tmp / "out"
+
+    def sweep() -> str:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            assert main(["sweep", str(spec), "--out", str(out), "--sequential"]) == 0
+        return err.getvalue()
+
+    first = sweep()
+    runs = {p: out / f"pipeline={p}" for p in ("gearnn2", "small-aug")}
+    files = {p: {"int8": run / "onnx" / f"{_final_stage(run)}.int8.onnx", "record": run / "deploy_cost.json", "summary": run / "summary.json"}
+             for p, run in runs.items()}
+    before = {p: {k: (f.stat().st_mtime_ns, f.read_bytes()) for k, f in fs.items()} for p, fs in files.items()}
+    results = json.loads((out / "results.json").read_text())
+    files["small-aug"]["record"].unlink()
+    second = sweep()
+    return {"out": out, "first": first, "second": second, "runs": runs, "files": files, "before": before, "results": results}
+
+
+def _final_stage(run: Path) -> str:
+    return json.loads((run / "summary.json").read_text())["stages"][-1]["name"]
+
+
+def test_sequential_sweep_runs_baselines_after_the_run_they_copy(copied_sweep):
+    err, out = copied_sweep["first"], copied_sweep["out"]
     # the baseline is listed first but copies gearnn2's final size, so gearnn2 runs first
     assert err.index("started  pipeline=gearnn2") < err.index("started  pipeline=small-aug")
     assert "[2/2] done  pipeline=small-aug: clean" in err
-    g2 = json.loads((tmp_path / "out" / "pipeline=gearnn2" / "summary.json").read_text())
-    small = json.loads((tmp_path / "out" / "pipeline=small-aug" / "summary.json").read_text())
+    g2 = json.loads((out / "pipeline=gearnn2" / "summary.json").read_text())
+    small = json.loads((out / "pipeline=small-aug" / "summary.json").read_text())
     assert small["stages"][0]["widths"] == g2["stages"][-1]["widths"]
-    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    results = json.loads((out / "results.json").read_text())
     assert [(t["name"], t["status"], t["invocations"]) for t in results["trials"]] == [
         ("pipeline=small-aug", "done", 1), ("pipeline=gearnn2", "done", 1)]
     assert results["comparison"]["table"]["small-aug"]["runs"][0]["widths_equal_to_gearnn2"] is True
-    # the same command again: nothing to run
-    assert main(["sweep", str(_write(tmp_path, spec)), "--out", str(tmp_path / "out"), "--sequential"]) == 0
-    assert capsys.readouterr().err.count("finished already, reused") == 2
-    assert json.loads((tmp_path / "out" / "pipeline=gearnn2" / "manifest.json").read_text())["invocations"][0]["command"] == "grow"
+    # the same command again: nothing to train
+    assert copied_sweep["second"].count("finished already, reused") == 2
+    assert json.loads((out / "pipeline=gearnn2" / "manifest.json").read_text())["invocations"][0]["command"] == "grow"
+
+
+def test_deploy_cost_puts_int8_size_and_latency_in_the_comparison(copied_sweep):
+    out, files, results = copied_sweep["out"], copied_sweep["files"], copied_sweep["results"]
+    by_name = {t["name"]: t for t in results["trials"]}
+    for p, run in copied_sweep["runs"].items():
+        int8, stage = files[p]["int8"], _final_stage(run)
+        # the final model only, exported by `gear-trt export`'s code: fp32, then int8 Q/DQ from it
+        assert sorted(f.name for f in (run / "onnx").glob("*.onnx")) == [f"{stage}.fp32.onnx", f"{stage}.int8.onnx"]
+        assert int8.stat().st_size < 0.5 * (run / "onnx" / f"{stage}.fp32.onnx").stat().st_size
+        trial = by_name[f"pipeline={p}"]
+        assert trial["int8_bytes"] == int8.stat().st_size and trial["ort_latency_ms"] > 0
+        # not a stage: the training time is the summary's stages alone
+        summary = json.loads(files[p]["summary"].read_text())
+        assert [s["name"] for s in summary["stages"]][-1] == stage
+        assert trial["seconds"] == pytest.approx(sum(s["seconds"] for s in summary["stages"]))
+        table = results["comparison"]["table"][p]
+        assert table["int8_bytes"] == [trial["int8_bytes"], 0.0] and table["ort_latency_ms"] == [trial["ort_latency_ms"], 0.0]
+        assert f"deploy cost  pipeline={p}: int8 {trial['int8_bytes'] / 1000:.1f} KB, onnxruntime p50" in copied_sweep["first"]
+    md = (out / "comparison.md").read_text()
+    assert "| int8 size KB | ORT latency ms (batch 1, 1 thread) |" in md
+    g2 = by_name["pipeline=gearnn2"]
+    assert f"| {g2['int8_bytes'] / 1000:.1f} ± 0.0 | {g2['ort_latency_ms']:.3f} ± 0.000 |" in md
+    assert "int8_bytes" in (out / "results.csv").read_text().splitlines()[0]
+
+
+def test_deploy_cost_is_measured_once_and_resumed_where_missing(copied_sweep):
+    files, before, second = copied_sweep["files"], copied_sweep["before"], copied_sweep["second"]
+    # gearnn2 was measured already: nothing exported, timed or written again
+    assert "deploy cost  pipeline=gearnn2: measured already, reused" in second
+    for key in ("int8", "record", "summary"):
+        assert (files["gearnn2"][key].stat().st_mtime_ns, files["gearnn2"][key].read_bytes()) == before["gearnn2"][key]
+    # the baseline's lost record is measured again; its int8 file is up to date, so it is timed, not re-exported
+    assert "deploy cost  pipeline=small-aug: int8" in second
+    assert files["small-aug"]["record"].is_file()
+    assert files["small-aug"]["int8"].stat().st_mtime_ns == before["small-aug"]["int8"][0]
+    assert files["small-aug"]["summary"].read_bytes() == before["small-aug"]["summary"][1]
+    trials = {t["name"]: t for t in json.loads((copied_sweep["out"] / "results.json").read_text())["trials"]}
+    assert trials["pipeline=small-aug"]["int8_bytes"] == files["small-aug"]["int8"].stat().st_size
+    assert trials["pipeline=small-aug"]["invocations"] == 1  # not retrained
 
 
 def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path, capsys):
@@ -152,6 +223,12 @@ def test_a_failing_trial_is_reported_and_the_others_finish(tmp_path, capsys):
     assert f"[1/2] done  {plan.trials[1].name}" in err
     rows = (plan.out / "results.csv").read_text().splitlines()
     assert ",failed," in rows[1] and ",done," in rows[2]
+    # no deploy_cost in the SPEC: no deployment step, nothing measured
+    done = plan.trials[1].path
+    assert not plan.deploy_cost and "deploy cost" not in err
+    assert not (done / "onnx").exists() and not (done / "deploy_cost.json").exists()
+    trial = json.loads((plan.out / "results.json").read_text())["trials"][1]
+    assert trial["status"] == "done" and trial["int8_bytes"] is None and trial["ort_latency_ms"] is None
 
 
 def _proc_group_alive(pgid: int) -> bool:
@@ -224,3 +301,43 @@ def test_a_killed_ray_sweep_resumes_without_retraining_finished_trials(tmp_path)
     assert [s["name"] for s in summary["stages"]] == ["backbone", "grow", "grown", "robust"]
     csv_rows = (out / "results.csv").read_text().splitlines()
     assert len(csv_rows) == 3 and all(",done," in r for r in csv_rows[1:])
+
+
+def _record(pipeline: str, seed: int, int8_bytes=None, latency_ms=None) -> dict:
+    """A finished trial as report.records() gives it."""
+    return {"name": f"pipeline={pipeline},seed={seed}", "axes": {"pipeline": pipeline, "seed": seed}, "status": "done",
+            "options": {"pipeline": pipeline, "seed": seed, "arch": "vgg19"}, "clean_acc": 0.5, "robust_acc": 0.4, "seconds": 10.0,
+            "energy_j": None, "params": 1000, "widths": [1], "int8_bytes": int8_bytes, "ort_latency_ms": latency_ms}
+
+
+def test_deployment_columns_are_mean_std_over_seeds_and_na_when_not_measured():
+    from gear_trt.sweep.report import comparison, comparison_markdown
+
+    comp = comparison([_record("gearnn2", 0, 1000, 1.0), _record("gearnn2", 1, 3000, 2.0), _record("small-aug", 0), _record("small-aug", 1)])
+    assert comp["table"]["gearnn2"]["int8_bytes"] == (2000.0, pytest.approx(1414.21, abs=0.01))
+    assert comp["table"]["gearnn2"]["ort_latency_ms"] == (1.5, pytest.approx(0.7071, abs=1e-4))
+    assert comp["table"]["small-aug"]["int8_bytes"] == (None, None)
+    assert [r["int8_bytes"] for r in comp["table"]["gearnn2"]["runs"]] == [1000, 3000]
+    md = comparison_markdown(comp).splitlines()
+    assert md[2].endswith("| energy J | int8 size KB | ORT latency ms (batch 1, 1 thread) |")
+    assert md[4] == "| GEARnn-2 | 1,000 | 50.00 ± 0.00 | 40.00 ± 0.00 | 10.0 ± 0.0 | n/a | 2.0 ± 1.4 | 1.500 ± 0.707 |"
+    assert md[5] == "| Small(D_aug) | 1,000 | 50.00 ± 0.00 | 40.00 ± 0.00 | 10.0 ± 0.0 | n/a | n/a | n/a |"
+    # a comparison.json written before the deployment columns existed still renders
+    old = json.loads(json.dumps(comp))
+    for row in old["table"].values():
+        del row["int8_bytes"], row["ort_latency_ms"]
+    assert comparison_markdown(old).splitlines()[4].endswith("| 10.0 ± 0.0 | n/a | n/a | n/a |")
+
+
+def test_the_paper_study_measures_deploy_cost_and_a_generic_sweep_does_not(tmp_path):
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("paper_comparison", REPO / "tools" / "paper_comparison.py")
+    tool = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(tool)
+    plan = plan_sweep(tool.paper_spec(data="builtin", seeds=(0,)), tmp_path / "paper")
+    assert plan.deploy_cost is True
+    plan.out.mkdir()
+    plan.save()
+    assert Plan.load(plan.out).deploy_cost is True  # a resumed sweep keeps it
+    assert plan_sweep({"seed": [0, 1]}, tmp_path / "generic").deploy_cost is False

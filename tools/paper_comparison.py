@@ -58,7 +58,8 @@ def paper_spec(*, preset: str = "cpu", arch: str = "vgg19", data: str = "builtin
     grids: list[dict[str, Any]] = [{"pipeline": list(pipelines), "growth_ratio": [ratio], "like": "gearnn2"}]
     if sensitivity:  # the comparison's GEARnn-2 runs are the sensitivity's at `ratio`: the sweep runs them once
         grids.append({"pipeline": "gearnn2", "growth_ratio": sorted({*sensitivity, ratio})})
-    return {**PRESETS[preset], "arch": arch, "data": data, "device": device, "seed": list(seeds), "grids": grids}
+    return {**PRESETS[preset], "arch": arch, "data": data, "device": device, "seed": list(seeds), "grids": grids,
+            "deploy_cost": True}  # int8 size and onnxruntime latency of every final model in the table
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -25,6 +25,7 @@ from gear_trt.choices import PIPELINES
 from gear_trt.errors import ArtifactError
 from gear_trt.sweep.curves import curves_markdown, plot_curves, time_to_accuracy
 from gear_trt.io import atomic_write_text
+from gear_trt.pipeline import deploy_cost
 
 if TYPE_CHECKING:
     from gear_trt.rundir import RunDir
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 # display names, in the order the paper's table lists the methods
 LABELS = {name: pipeline.label for name, pipeline in PIPELINES.items()}
-METRICS = ("clean_acc", "robust_acc", "seconds", "energy_j", "params")
+METRICS = ("clean_acc", "robust_acc", "seconds", "energy_j", "params", "int8_bytes", "ort_latency_ms")
+DEPLOY_METRICS = ("int8_bytes", "ort_latency_ms")  # SPEC deploy_cost: the int8 ONNX file's bytes, onnxruntime p50 at batch 1
 ATTEMPT = "sweep: attempt"  # the line logs/trial.log gets at the start of each attempt at a trial
 
 
@@ -86,6 +88,9 @@ def records(plan: "Plan") -> list[dict[str, Any]]:
         if status == "done":
             summary = t.run.read_summary() or {}  # finished: a summary with its stages
             rec.update(final(summary), widths=summary["stages"][-1]["widths"])
+            cost = deploy_cost.read(t.run)  # None unless measured (SPEC deploy_cost: true)
+            if cost is not None:
+                rec.update({m: cost[m] for m in DEPLOY_METRICS})
         out.append(rec)
     return out
 
@@ -205,10 +210,13 @@ def comparison_markdown(comp: dict[str, Any]) -> str:
     where = ", ".join(f"{k}={v}" for k, v in comp["grid_point"].items())
     title = ", ".join(x for x in (comp.get("arch"), comp.get("preset") and f"preset {comp['preset']}", f"seeds {comp['seeds']}", where) if x)
     lines = [f"# Paper comparison: {title}", "",
-             "| method | params | clean % | robust % | training time s | energy J |", "|---|---|---|---|---|---|"]
+             "| method | params | clean % | robust % | training time s | energy J | int8 size KB | ORT latency ms (batch 1, 1 thread) |",
+             "|---|---|---|---|---|---|---|---|"]
     for p, t in comp["table"].items():
+        # .get: a comparison.json written before the deployment columns existed reads as n/a
         lines.append(f"| {LABELS[p]} | {t['params'][0]:,.0f} | {_pm(t['clean_acc'], 100)} | {_pm(t['robust_acc'], 100)} | "
-                     f"{_pm(t['seconds'], 1, 1)} | {_pm(t['energy_j'], 1, 0)} |")
+                     f"{_pm(t['seconds'], 1, 1)} | {_pm(t['energy_j'], 1, 0)} | {_pm(t.get('int8_bytes', (None, None)), 1e-3, 1)} | "
+                     f"{_pm(t.get('ort_latency_ms', (None, None)), 1, 3)} |")
     ratios = comp["ratios"]
     if ratios:
         times, energies = _pm(ratios["time_small_aug_over_gearnn2"]), _pm(ratios["energy_small_aug_over_gearnn2"])

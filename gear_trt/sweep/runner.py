@@ -12,6 +12,7 @@ Ray is imported only here, and only for a Ray sweep: `pip install 'gear-trt[swee
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -55,6 +56,8 @@ def run_sweep(plan: Plan, *, address: Optional[str] = None, sequential: bool = F
     finally:
         if ray is not None:
             ray.shutdown()
+    if plan.deploy_cost:
+        _deploy_costs(plan, progress)
     paths = write_report(plan)
     left = {t.name: status for t in plan.trials if (status := trial_status(t)) != "done"}
     progress.say(f"sweep: {len(plan.trials) - len(left)}/{len(plan.trials)} trials done; results: " + ", ".join(str(p) for p in paths))
@@ -99,6 +102,44 @@ def _run_sequential(plan: Plan, todo: list[Trial], progress: "Progress") -> None
                 _log_exception(trial, exc)
             progress.finished(trial)
             write_report(plan, figures=False)
+
+
+# -- deployment cost (SPEC deploy_cost: true) ---------------------------------------------------------
+def _deploy_costs(plan: Plan, progress: "Progress") -> None:
+    """Each finished trial's final model as int8 ONNX, timed in onnxruntime: here in the sweep's process, one
+    after another once no trial trains, so every method is timed on the same machine, undisturbed. A trial
+    measured already is reused; a failure is logged and retried by the next invocation."""
+    statuses = {t.name: trial_status(t) for t in plan.trials}
+    if "unfinished" in statuses.values():
+        progress.say("deploy cost: not measured, the sweep was interrupted (run the same command again)")
+        return
+    from gear_trt.pipeline import deploy_cost
+
+    for t in (t for t in plan.trials if statuses[t.name] == "done"):
+        start = time.time()
+        run = t.run
+        try:
+            run.lock("sweep deploy_cost")  # nothing else writes the run meanwhile
+            try:
+                cost, measured = deploy_cost.measure(run, notify=functools.partial(_log, t))
+            finally:
+                run.release()
+        except GearError as exc:
+            _log(t, f"deploy cost failed: {exc.message}" + (f" -- fix: {exc.fix}" if exc.fix else ""))
+            progress.say(f"FAILED  deploy cost of {t.name}: {exc.message} (log: {t.log})")
+            continue
+        except Exception as exc:
+            _log(t, f"deploy cost failed: {type(exc).__name__}: {exc}")
+            _log(t, traceback.format_exc())
+            progress.say(f"FAILED  deploy cost of {t.name}: {type(exc).__name__}: {exc} (log: {t.log})")
+            continue
+        line = (f"int8 {cost['int8_bytes'] / 1000:.1f} KB, onnxruntime p50 {cost['ort_latency_ms']:.3f} ms "
+                f"(batch {deploy_cost.BATCH}, {deploy_cost.THREADS} thread)")
+        if measured:
+            _log(t, f"deploy cost: {line}")
+            progress.say(f"deploy cost  {t.name}: {line}  ({_duration(time.time() - start)})")
+        else:
+            progress.say(f"deploy cost  {t.name}: measured already, reused ({line})")
 
 
 # -- Ray Tune ----------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 A SPEC is a small JSON or YAML mapping whose keys are grow's option names with underscores
 (`pipeline`, `arch`, `seed`, `growth_ratio`, `budget`, `preset`, `data`, `train_per_class`, ...).
-A list is a grid axis, a scalar is shared by every trial. Two more keys belong to the sweep:
+A list is a grid axis, a scalar is shared by every trial. Three more keys belong to the sweep:
 
     resources_per_trial   what Ray gives each trial, e.g. {cpu: 2, gpu: 0.5} (default: 1 CPU, and 1 GPU
                           when the cluster has GPUs); torch in a trial uses as many threads as it has CPUs
     grids                 a list of grids run together, each merged over the top-level keys; points that
                           come out identical run once (so a sensitivity grid can share the comparison's runs)
+    deploy_cost           true: once trained, each trial's final model is exported to int8 ONNX and timed in
+                          onnxruntime (batch 1, one thread), one trial after another in the sweep's own process
+                          (gear_trt.pipeline.deploy_cost); not in the training time. Default false
 
 `like` (the small-* baselines' "copy the final size of this run") may name a pipeline instead of a
 run directory: `like: gearnn2` makes every small-* trial copy the gearnn2 trial of the same grid
@@ -36,7 +39,7 @@ from gear_trt.rundir import RunDir
 
 PLAN_FORMAT = "gear-trt-sweep/1"
 PLAN_FILE = "sweep.json"
-SWEEP_KEYS = ("grids", "resources_per_trial")
+SWEEP_KEYS = ("grids", "resources_per_trial", "deploy_cost")
 # grow options a SPEC cannot set, and why
 NOT_IN_SPEC = {"out": "the sweep names each trial's run directory itself (DIR/<trial>)",
                "resume": "a sweep resumes by running the same command again"}
@@ -99,6 +102,7 @@ class Plan:
     trials: list[Trial]
     resources: Optional[dict[str, float]]  # resources_per_trial, None: the runner's default
     spec: dict[str, Any]
+    deploy_cost: bool = False  # measure each finished trial's int8 size and onnxruntime latency
 
     def phases(self) -> list[list[Trial]]:
         """Trials that depend on no other first, then those copying a sibling's size (`like: <pipeline>`)."""
@@ -121,7 +125,8 @@ class Plan:
         data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise ArtifactError(f"{out} is not a gear-trt sweep directory (no {PLAN_FILE})", "pass the --out DIR of a sweep")
-        return cls(Path(out), [Trial.from_json(t) for t in data["trials"]], data.get("resources_per_trial"), data["spec"])
+        return cls(Path(out), [Trial.from_json(t) for t in data["trials"]], data.get("resources_per_trial"), data["spec"],
+                   _deploy_cost(data["spec"].get("deploy_cost")))
 
 
 # -- reading and checking a SPEC ---------------------------------------------------------------------------
@@ -162,6 +167,7 @@ def plan_sweep(spec: Mapping[str, Any], out: str | Path, *, local: bool = True) 
     out = Path(out).expanduser().resolve()
     spec = dict(spec)
     resources = _resources(spec.get("resources_per_trial"))
+    deploy_cost = _deploy_cost(spec.get("deploy_cost"))
     grids = _grids(spec)
     parser = grow_parser()
     actions = _options(parser)
@@ -195,7 +201,7 @@ def plan_sweep(spec: Mapping[str, Any], out: str | Path, *, local: bool = True) 
         trials.append(Trial(name, out / name, point, {k: point[k] for k in name_keys}))
     trials = [_link_like(t, trials, out, PIPELINES, local) for t in trials]
     _check_out(out, trials)
-    return Plan(out, trials, resources, spec)
+    return Plan(out, trials, resources, spec, deploy_cost)
 
 
 def grow_parser() -> argparse.ArgumentParser:
@@ -359,6 +365,13 @@ def _resources(value: Any) -> Optional[dict[str, float]]:
         raise ConfigError(f"SPEC resources_per_trial: {json.dumps(value)} is not a mapping of resource amounts",
                           "write e.g. resources_per_trial: {cpu: 1, gpu: 0.5} (cpu > 0)")
     return {k.lower(): float(v) for k, v in value.items()}
+
+
+def _deploy_cost(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise ConfigError(f"SPEC deploy_cost: {json.dumps(value)} is not true or false",
+                      "write deploy_cost: true to export each trial's final model to int8 ONNX and time it, or leave it out")
 
 
 def _key(value: Any) -> str:
