@@ -8,7 +8,8 @@ import sys
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", metavar="SPEC", help="JSON or YAML file: grow's options with underscores; a list is a grid axis "
-                   "(e.g. {\"pipeline\": [\"gearnn2\", \"small-aug\"], \"seed\": [0, 1, 2]}); resources_per_trial, grids")
+                   "(e.g. {\"pipeline\": [\"gearnn2\", \"small-aug\"], \"seed\": [0, 1, 2]}); also resources_per_trial, grids, "
+                   "deploy_cost (true: each final model's int8 ONNX size and onnxruntime batch-1 latency)")
     p.add_argument("--out", required=True, help="sweep directory: one run directory per trial, results.csv/.json/.md "
                    "(run the same command again to resume a killed sweep)")
     where = p.add_mutually_exclusive_group()
