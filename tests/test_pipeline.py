@@ -24,9 +24,13 @@ def _run(tmp_path, name="run", **kw):
 
 
 def test_gearnn2_writes_a_deployable_checkpoint_per_stage(tmp_path):
-    run, summary, _ = _run(tmp_path, growth_ratio=0.5)
+    run, summary, _ = _run(tmp_path, growth_ratio=0.5, post_growth_lr=0.3)
     names = [s["name"] for s in summary["stages"]]
     assert names == ["backbone", "grow", "grown", "robust"]
+    from gear_trt.artifacts.checkpoint import load_checkpoint
+
+    peak = {n: load_checkpoint(run.path / "checkpoints" / f"{n}.pt")["config"]["lr"] for n in ("backbone", "grown", "robust")}
+    assert peak == {"backbone": 0.1, "grown": pytest.approx(0.03), "robust": pytest.approx(0.03)}  # the stages after growth fine-tune
     on_disk = json.loads((run.path / "summary.json").read_text())
     assert on_disk["stages"] == summary["stages"]
     for s in summary["stages"]:

@@ -101,6 +101,12 @@ def test_a_resumed_sweep_refuses_a_changed_spec(tmp_path):
     (plan.trials[0].path / "config.json").write_text(json.dumps({**plan.trials[0].options, "lr": 0.5}))
     with pytest.raises(Exception, match=r"was run with other options \(lr: 0.5 -> 0.1\)"):
         plan_sweep({"seed": [0], **TINY}, tmp_path / "out")
+    # a run made before an option existed had its default: still this sweep's run
+    older = {k: v for k, v in plan.trials[0].options.items() if k != "post_growth_lr"}
+    (plan.trials[0].path / "config.json").write_text(json.dumps(older))
+    assert plan_sweep({"seed": [0], **TINY}, tmp_path / "out").trials[0].options["post_growth_lr"] == 1.0
+    with pytest.raises(Exception, match=r"was run with other options \(post_growth_lr: 1.0 -> 0.5\)"):
+        plan_sweep({"seed": [0], "post_growth_lr": 0.5, **TINY}, tmp_path / "out")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "file").write_text("x")
     with pytest.raises(Exception, match="exists and is not a sweep directory"):

@@ -196,7 +196,7 @@ class GrowOptions(TrainingOptions):
     arch: str = shared("arch")
     pipeline: str = option("gearnn2", "gearnn2 (backbone -> OSG -> grown -> ERA), gearnn1 (ERA throughout), small-clean, small-aug",
                            GROWTH, metavar="NAME", choices=tuple(PIPELINES))
-    preset: str = option("quick", "epochs per stage: quick (CPU minutes) or paper (40/1/40/40, baselines 160)", GROWTH, metavar="NAME",
+    preset: str = option("quick", "epochs per stage: quick (CPU minutes), cpu (the CPU protocol, 12/1/12/12, baselines 48) or paper (40/1/40/40, baselines 160)", GROWTH, metavar="NAME",
                          choices=tuple(PRESETS))
     budget: Optional[str] = option(None, "final size: 250k (parameters), 1.5MB@int8 (deployed bytes), 300MB@train[:BATCH] (training memory)",
                                    GROWTH, metavar="SIZE", default_text="the paper's growth ratio")
@@ -213,6 +213,9 @@ class GrowOptions(TrainingOptions):
     grower: str = option("gradmax", "growth operator: gradmax (closed form), firefly (trained split/new candidates), random (control)",
                          GROWTH, metavar="NAME", choices=GROWERS, what="grower")
     new_ratio: float = option(0.5, "new-neuron candidates per layer, as a fraction of its width", GROWTH, metavar="R", minimum=0, maximum=4)
+    post_growth_lr: float = option(1.0, "peak learning rate of the stages after growth (grown, robust) as a fraction of --lr: "
+                                   "below 1 they fine-tune instead of restarting", GROWTH, metavar="F", minimum=0, open_minimum=True,
+                                   maximum=1)
     growth_pass: float = option(1.0, "fraction of an epoch the growth candidates train for (the paper: 1, one pass)", GROWTH,
                                 metavar="F", minimum=0, open_minimum=True, maximum=1)
     seed: int = shared("seed")

@@ -147,9 +147,9 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
             shot_budget = _shot_budget(budget, spec0, spec, shot, opts.shots)
             model, spec = _grow_stage(ctx, f"grow{suffix}", model, spec, shot_budget, augmented)
             epochs = max(1, grown_epochs // opts.shots) if opts.shots > 1 else grown_epochs
-            model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train")
+            model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train", lr_scale=opts.post_growth_lr)
         if kind.robust_stage:
-            _train_stage(ctx, "robust", model, spec, ctx.epochs(ctx.preset.robust_epochs), True, "era")
+            _train_stage(ctx, "robust", model, spec, ctx.epochs(ctx.preset.robust_epochs), True, "era", lr_scale=opts.post_growth_lr)
     else:
         assert plan.small_spec is not None
         spec = plan.small_spec
@@ -160,9 +160,11 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
 
 
 # -- stages --------------------------------------------------------------------------------------------
-def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, epochs: int, augmented: bool, kind: str):
+def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, epochs: int, augmented: bool, kind: str,
+                 lr_scale: float = 1.0):
     opts = ctx.opts
     cfg = opts.train_config(epochs)
+    cfg.lr *= lr_scale
     params = {"spec": spec.to_dict(), "train": cfg.to_dict(), "augmented": augmented, "era": dataclasses.asdict(ctx.era.config) if augmented else None}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):

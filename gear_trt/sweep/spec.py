@@ -335,11 +335,16 @@ def _check_out(out: Path, trials: list[Trial]) -> None:
     """DIR is new, empty or this sweep's; an existing trial directory must have been made with its options."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / PLAN_FILE).is_file())):
         raise ConfigError(f"--out {out} exists and is not a sweep directory", "choose a new --out DIR (or the DIR of this sweep to resume it)")
+    from gear_trt.pipeline.options import GrowOptions
+
+    defaults = _jsonable(dataclasses.asdict(GrowOptions()))
     for t in trials:
         try:
             config = t.run.read_config()
         except ArtifactError:
             continue  # unreadable: the trial fails on its own with the run directory's message
+        # an option the run's config.json lacks came in a later gear-trt: the run had its default behaviour
+        config = config if config is None else {**defaults, **config}
         if config is not None and config != _jsonable(t.options):
             differ = [f"{k}: {config.get(k)!r} -> {v!r}" for k, v in _jsonable(t.options).items() if config.get(k) != v]
             raise ConfigError(f"{t.path} was run with other options ({'; '.join(differ)})",
