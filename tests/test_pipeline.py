@@ -99,3 +99,15 @@ def test_grow_cli_prints_the_stage_table_and_rejects_bad_budgets(tmp_path, capsy
     assert "Traceback" not in err and "backbone 1/" not in err  # refused before any training
     assert err.strip().splitlines()[-1].startswith("gear-trt grow: error: budget 10,000 parameters is below the backbone")
     assert not (tmp_path / "bad").exists()
+
+
+def test_stage_epochs_override_the_preset_and_grown_0_goes_straight_to_the_robust_stage(tmp_path):
+    from gear_trt.artifacts.checkpoint import load_checkpoint
+    from gear_trt.errors import ConfigError
+
+    run, summary, _ = _run(tmp_path, growth_ratio=0.5, stage_epochs="2,0,1,3", epochs_scale=1.0)
+    assert [(s["name"], s["epochs"]) for s in summary["stages"]] == [("backbone", 2), ("grow", 1), ("robust", 1)]
+    assert load_checkpoint(run.path / "checkpoints" / "robust.pt")["epoch"] == 1
+    for bad in ("2,0,1", "0,1,1,1", "1,-1,1,1", "a,b,c,d"):
+        with pytest.raises(ConfigError, match="is not four whole numbers backbone,grown,robust,baseline"):
+            GrowOptions(stage_epochs=bad).validate()

@@ -213,6 +213,9 @@ class GrowOptions(TrainingOptions):
     grower: str = option("gradmax", "growth operator: gradmax (closed form), firefly (trained split/new candidates), random (control)",
                          GROWTH, metavar="NAME", choices=GROWERS, what="grower")
     new_ratio: float = option(0.5, "new-neuron candidates per layer, as a fraction of its width", GROWTH, metavar="R", minimum=0, maximum=4)
+    stage_epochs: Optional[str] = option(None, "epochs per stage instead of the preset's: backbone,grown,robust,baseline "
+                                         "(grown 0 goes from growth straight to the robust stage)", GROWTH, metavar="B,G,R,S",
+                                         default_text="the preset's")
     post_growth_lr: float = option(1.0, "peak learning rate of the stages after growth (grown, robust) as a fraction of --lr: "
                                    "below 1 they fine-tune instead of restarting", GROWTH, metavar="F", minimum=0, open_minimum=True,
                                    maximum=1)
@@ -248,6 +251,8 @@ class GrowOptions(TrainingOptions):
         super().validate()
         robust_eval_images(self.robust_eval, 1)
         curve_images(self.curve_images, 1, self.robust_eval)
+        if self.stage_epochs is not None:
+            parse_stage_epochs(self.stage_epochs)
         if self.budget is not None and self.growth_ratio is not None:
             raise ConfigError("--budget and --growth-ratio both set the final size", "pass only one of them")
         if self.budget is not None:
@@ -394,6 +399,18 @@ def robust_eval_images(mode: str, preset_images: int, test_images: Optional[int]
     if n < 1:
         raise ConfigError(f"--robust-eval '{mode}' is not auto, none, full or a number of images", "e.g. --robust-eval 200 or --robust-eval none")
     return n
+
+
+def parse_stage_epochs(text: str) -> tuple[int, int, int, int]:
+    """--stage-epochs B,G,R,S: backbone and baseline at least 1, grown and robust at least 0."""
+    try:
+        b, g, r, s = (int(v) for v in text.split(","))
+    except ValueError:
+        b = g = r = s = -1
+    if min(b, s) < 1 or min(g, r) < 0:
+        raise ConfigError(f"--stage-epochs '{text}' is not four whole numbers backbone,grown,robust,baseline",
+                          "e.g. --stage-epochs 12,12,12,48 (backbone and baseline at least 1)")
+    return b, g, r, s
 
 
 def curve_images(mode: str, preset_images: int, robust_eval: str = "auto") -> int:

@@ -30,7 +30,7 @@ from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.osg import BudgetBelowBackbone, reachable_new_ratio
 from gear_trt.models import backbone_spec, build_model, group_names, load_model, scaled_spec, width_multiplier_bracket
 from gear_trt.pipeline.inputs import load_splits
-from gear_trt.pipeline.options import GrowOptions, curve_images, robust_eval_images
+from gear_trt.pipeline.options import GrowOptions, curve_images, parse_stage_epochs, robust_eval_images
 from gear_trt.pipeline.rundir import RunDir, rebuild_entry, stage_entry
 from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
@@ -85,6 +85,9 @@ class Context:
         opts = plan.opts
         self.run, self.opts, self.echo, self.quiet = run, opts, echo, quiet
         self.preset = PRESETS[opts.preset]
+        if opts.stage_epochs is not None:
+            b, g, r, s = parse_stage_epochs(opts.stage_epochs)
+            self.preset = dataclasses.replace(self.preset, backbone_epochs=b, grown_epochs=g, robust_epochs=r, baseline_epochs=s)
         self.device = resolve_device(opts.device)
         torch.manual_seed(opts.seed)
         self.train_set, self.test_set = plan.train_set, plan.test_set
@@ -119,7 +122,8 @@ class Context:
                 "robust_probe_acc": _probe_accuracy(self, model, probe)}
 
     def epochs(self, n: int) -> int:
-        return max(1, round(n * self.opts.epochs_scale))
+        """A stage's epochs under --epochs-scale: at least 1, unless the stage has none (it is skipped)."""
+        return 0 if n == 0 else max(1, round(n * self.opts.epochs_scale))
 
     def write_summary(self, totals: bool = False) -> RunSummary:
         summary = self.run.current_summary(self.header, rebuild=rebuild_entry)
@@ -146,9 +150,10 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
             suffix = "" if opts.shots == 1 else str(shot)
             shot_budget = _shot_budget(budget, spec0, spec, shot, opts.shots)
             model, spec = _grow_stage(ctx, f"grow{suffix}", model, spec, shot_budget, augmented)
-            epochs = max(1, grown_epochs // opts.shots) if opts.shots > 1 else grown_epochs
-            model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train", lr_scale=opts.post_growth_lr)
-        if kind.robust_stage:
+            epochs = max(1, grown_epochs // opts.shots) if opts.shots > 1 and grown_epochs else grown_epochs
+            if epochs:
+                model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train", lr_scale=opts.post_growth_lr)
+        if kind.robust_stage and ctx.preset.robust_epochs:
             _train_stage(ctx, "robust", model, spec, ctx.epochs(ctx.preset.robust_epochs), True, "era", lr_scale=opts.post_growth_lr)
     else:
         assert plan.small_spec is not None
