@@ -77,6 +77,9 @@ def test_headline_is_small_aug_time_over_the_time_gearnn2_needs_to_come_within_o
     # seed 0 reaches 0.5 - 0.01 at 65 s (0.495 >= 0.49): 130 / 65 = 2x; seed 1 never does
     assert [r["speedup"] for r in robust["seeds"]] == [2.0, None] and (robust["reached"], robust["of"]) == (1, 2)
     assert robust["speedup"] == [2.0, 0.0]
+    # the other way round: Small(D_aug) reaches seed 0's final 0.495 at 130 s (65 s: only 0.3), seed 1's 0.40 at 130 s; GEARnn-2 took 65 s
+    assert [r["small_aug_seconds_to_gearnn2_final"] for r in robust["seeds"]] == [130.0, 130.0]
+    assert robust["equal_accuracy_time_ratio"] == [2.0, 0.0]
     clean = tta["headline"]["clean_acc"]  # 0.6 - 0.01 is never reached (0.55 at the end)
     assert clean["reached"] == 0 and clean["speedup"] is None
     mean = tta["curves"]["gearnn2"]["mean"]

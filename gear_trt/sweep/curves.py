@@ -86,11 +86,23 @@ def _speedup(fast: dict[int, list[dict[str, Any]]], slow: dict[int, list[dict[st
         if final is None:
             continue
         reached = time_to_reach(fast[seed], key, final - TOLERANCE)
+        fast_final = fast[seed][-1].get(key)
+        # the other way round: when Small(D_aug) is as accurate as GEARnn-2's final model
+        small_same = None if fast_final is None else time_to_reach(slow[seed], key, fast_final)
         per_seed.append({"seed": seed, "target": final - TOLERANCE, "gearnn2_seconds": reached, "small_aug_seconds": slow[seed][-1]["seconds"],
-                         "gearnn2_final": fast[seed][-1].get(key), "speedup": None if reached is None else slow[seed][-1]["seconds"] / reached})
+                         "gearnn2_final": fast_final, "gearnn2_total_seconds": fast[seed][-1]["seconds"],
+                         "small_aug_seconds_to_gearnn2_final": small_same,
+                         "speedup": None if reached is None else slow[seed][-1]["seconds"] / reached})
     speedups = [r["speedup"] for r in per_seed if r["speedup"] is not None]
-    return {"seeds": per_seed, "reached": len(speedups), "of": len(per_seed),
-            "speedup": [statistics.fmean(speedups), statistics.stdev(speedups) if len(speedups) > 1 else 0.0] if speedups else None}
+    same = [r["small_aug_seconds_to_gearnn2_final"] / r["gearnn2_total_seconds"] for r in per_seed
+            if r["small_aug_seconds_to_gearnn2_final"] is not None and r["gearnn2_total_seconds"]]
+    return {"seeds": per_seed, "reached": len(speedups), "of": len(per_seed), "speedup": _ms(speedups),
+            # Small(D_aug)'s time to GEARnn-2's final accuracy over GEARnn-2's time: > 1 means growth got there sooner
+            "equal_accuracy_time_ratio": _ms(same)}
+
+
+def _ms(values: list[float]) -> Optional[list[float]]:
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0] if values else None
 
 
 def curves_markdown(tta: dict[str, Any]) -> str:
@@ -100,12 +112,15 @@ def curves_markdown(tta: dict[str, Any]) -> str:
              f"GEARnn-2 needs to come within {100 * TOLERANCE:.0f} pp of Small(D_aug)'s final accuracy, per seed; paper (Jetson): 2.3x.", ""]
     head = tta.get("headline")
     if head:
-        lines += ["| accuracy | GEARnn-2 reaches Small(D_aug) - 1 pp | speedup (mean ± std) | per seed |", "|---|---|---|---|"]
+        lines += ["| accuracy | GEARnn-2 reaches Small(D_aug) - 1 pp | speedup (mean ± std) | per seed | "
+                  "Small(D_aug)'s time to GEARnn-2's final accuracy / GEARnn-2's time |", "|---|---|---|---|---|"]
         for key, label in (("robust_probe_acc", "robust (probe)"), ("clean_acc", "clean")):
             h = head[key]
             per = ", ".join(f"seed {r['seed']}: " + ("not reached" if r["speedup"] is None else f"{r['speedup']:.2f}x") for r in h["seeds"])
             sp = "n/a" if h["speedup"] is None else f"{h['speedup'][0]:.2f}x ± {h['speedup'][1]:.2f}"
-            lines.append(f"| {label} | {h['reached']} of {h['of']} seeds | {sp} | {per} |")
+            eq = h.get("equal_accuracy_time_ratio")
+            lines.append(f"| {label} | {h['reached']} of {h['of']} seeds | {sp} | {per} | "
+                         f"{'n/a' if eq is None else f'{eq[0]:.2f} ± {eq[1]:.2f}'} |")
     lines += ["", "| method | final time s | final clean % | final robust (probe) % |", "|---|---|---|---|"]
     for p, c in tta["curves"].items():
         last = c["mean"][-1]
