@@ -111,3 +111,17 @@ def test_stage_epochs_override_the_preset_and_grown_0_goes_straight_to_the_robus
     for bad in ("2,0,1", "0,1,1,1", "1,-1,1,1", "a,b,c,d"):
         with pytest.raises(ConfigError, match="is not four whole numbers backbone,grown,robust,baseline"):
             GrowOptions(stage_epochs=bad).validate()
+
+
+def test_one_schedule_gives_each_stage_its_share_of_one_cosine(tmp_path):
+    from gear_trt.artifacts.checkpoint import load_checkpoint
+
+    run, summary, _ = _run(tmp_path, growth_ratio=0.5, stage_epochs="2,1,1,4", epochs_scale=1.0, one_schedule=True, warmup_epochs=0)
+    ckpt = {n: load_checkpoint(run.path / "checkpoints" / f"{n}.pt") for n in ("backbone", "grown", "robust")}
+    assert {n: c["config"]["cosine_span"] for n, c in ckpt.items()} == {"backbone": [0.0, 0.5], "grown": [0.5, 0.75], "robust": [0.75, 1.0]}
+    # each epoch's last step sits on one cosine over all 4 epochs' steps: 0.1 * (1 + cos(pi * g)) / 2, g = global step / all steps
+    import math
+
+    steps = ckpt["backbone"]["steps_per_epoch"]
+    last = [r["lr"] for n in ("backbone", "grown", "robust") for r in ckpt[n]["history"]]
+    assert last == pytest.approx([0.05 * (1 + math.cos(math.pi * ((k + 1) * steps - 1) / (4 * steps))) for k in range(4)])

@@ -216,6 +216,8 @@ class GrowOptions(TrainingOptions):
     stage_epochs: Optional[str] = option(None, "epochs per stage instead of the preset's: backbone,grown,robust,baseline "
                                          "(grown 0 goes from growth straight to the robust stage)", GROWTH, metavar="B,G,R,S",
                                          default_text="the preset's")
+    one_schedule: bool = option(False, "the training stages share one cosine learning-rate schedule, each taking its share of "
+                                "the epochs, instead of each starting again at --lr", GROWTH)
     post_growth_lr: float = option(1.0, "peak learning rate of the stages after growth (grown, robust) as a fraction of --lr: "
                                    "below 1 they fine-tune instead of restarting", GROWTH, metavar="F", minimum=0, open_minimum=True,
                                    maximum=1)

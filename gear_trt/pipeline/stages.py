@@ -144,17 +144,23 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
     if kind.grows:
         assert plan.budget is not None
         budget, augmented = plan.budget, kind.augmented
-        model, spec = _train_stage(ctx, "backbone", build_model(spec0), spec0, ctx.epochs(ctx.preset.backbone_epochs), augmented, "train")
+        backbone_epochs = ctx.epochs(ctx.preset.backbone_epochs)
         grown_epochs = ctx.epochs(ctx.preset.grown_epochs) + (ctx.epochs(ctx.preset.robust_epochs) if augmented else 0)
+        shot_epochs = (max(1, grown_epochs // opts.shots) if opts.shots > 1 and grown_epochs else grown_epochs)
+        robust_epochs = ctx.epochs(ctx.preset.robust_epochs) if kind.robust_stage else 0
+        spans = _Spans(opts.one_schedule, backbone_epochs + shot_epochs * opts.shots + robust_epochs)
+        model, spec = _train_stage(ctx, "backbone", build_model(spec0), spec0, backbone_epochs, augmented, "train",
+                                   span=spans.next(backbone_epochs))
         for shot in range(1, opts.shots + 1):
             suffix = "" if opts.shots == 1 else str(shot)
             shot_budget = _shot_budget(budget, spec0, spec, shot, opts.shots)
             model, spec = _grow_stage(ctx, f"grow{suffix}", model, spec, shot_budget, augmented)
-            epochs = max(1, grown_epochs // opts.shots) if opts.shots > 1 and grown_epochs else grown_epochs
-            if epochs:
-                model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, epochs, augmented, "train", lr_scale=opts.post_growth_lr)
-        if kind.robust_stage and ctx.preset.robust_epochs:
-            _train_stage(ctx, "robust", model, spec, ctx.epochs(ctx.preset.robust_epochs), True, "era", lr_scale=opts.post_growth_lr)
+            if shot_epochs:
+                model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, shot_epochs, augmented, "train",
+                                           lr_scale=opts.post_growth_lr, span=spans.next(shot_epochs))
+        if robust_epochs:
+            _train_stage(ctx, "robust", model, spec, robust_epochs, True, "era", lr_scale=opts.post_growth_lr,
+                         span=spans.next(robust_epochs))
     else:
         assert plan.small_spec is not None
         spec = plan.small_spec
@@ -166,10 +172,11 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
 
 # -- stages --------------------------------------------------------------------------------------------
 def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, epochs: int, augmented: bool, kind: str,
-                 lr_scale: float = 1.0):
+                 lr_scale: float = 1.0, span: tuple[float, float] = (0.0, 1.0)):
     opts = ctx.opts
     cfg = opts.train_config(epochs)
     cfg.lr *= lr_scale
+    cfg.cosine_span = span
     params = {"spec": spec.to_dict(), "train": cfg.to_dict(), "augmented": augmented, "era": dataclasses.asdict(ctx.era.config) if augmented else None}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):
@@ -308,6 +315,19 @@ def _curve(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"epoch": r.get("epoch"), "seconds": round(seconds, 3), "clean_acc": r.get("probe_clean_acc", r.get("test_acc")),
                     "robust_probe_acc": r.get("robust_probe_acc")})
     return out
+
+
+class _Spans:
+    """--one-schedule: each training stage's part of one cosine over all of them; else each its own (0, 1)."""
+
+    def __init__(self, shared: bool, total_epochs: int) -> None:
+        self.shared, self.total, self.done = shared, max(1, total_epochs), 0
+
+    def next(self, epochs: int) -> tuple[float, float]:
+        if not self.shared:
+            return (0.0, 1.0)
+        a, self.done = self.done, self.done + epochs
+        return (a / self.total, min(1.0, self.done / self.total))
 
 
 def _resolve_budget(opts: GrowOptions, spec0: ModelSpec) -> Budget:

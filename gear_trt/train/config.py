@@ -43,6 +43,8 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # step schedule: fractions of `epochs`
     gamma: float = 0.1  # step schedule: lr multiplier at each milestone
     warmup_epochs: float = 0.0
+    # cosine: the part (a, b) of one cosine this run covers, for stages that share a schedule (0, 1: all of it)
+    cosine_span: tuple[float, float] = (0.0, 1.0)
     label_smoothing: float = 0.0
     # Mixed precision: True/"auto" = fp16 + GradScaler on CUDA, fp32 on the CPU; False/"off"; "fp16"
     # (autocast + GradScaler) or "bf16" (autocast, no scaler) on any device. See AMP_MODES.
@@ -53,6 +55,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.milestones = tuple(float(m) for m in self.milestones)
+        self.cosine_span = (float(self.cosine_span[0]), float(self.cosine_span[1]))
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1:
@@ -72,6 +75,8 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}", "pass e.g. --label-smoothing 0.1")
         check_schedule(self.schedule, self.milestones, self.warmup_epochs, self.epochs)
+        if not 0.0 <= self.cosine_span[0] < self.cosine_span[1] <= 1.0:
+            raise ConfigError(f"cosine_span must be 0 <= a < b <= 1, got {list(self.cosine_span)}", "e.g. (0.0, 1.0): the whole cosine")
         amp_mode(self.amp)
         channels_last_mode(self.channels_last)
         return self
@@ -79,6 +84,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        if self.cosine_span == (0.0, 1.0):
+            del d["cosine_span"]  # the default is left out: checkpoints and manifests from before it compare equal
+        else:
+            d["cosine_span"] = list(self.cosine_span)
         return d
 
     @classmethod

@@ -220,7 +220,8 @@ def train(
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, steps_per_epoch=steps, epochs=config.epochs, schedule=config.schedule,
-                               warmup_epochs=config.warmup_epochs, milestones=config.milestones, gamma=config.gamma)
+                               warmup_epochs=config.warmup_epochs, milestones=config.milestones, gamma=config.gamma,
+                               span=config.cosine_span)
     # fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 

@@ -23,21 +23,24 @@ def lr_factor(
     warmup_epochs: float = 0.0,
     milestones: Sequence[float] = (0.5, 0.75),
     gamma: float = 0.1,
+    span: Sequence[float] = (0.0, 1.0),
 ) -> float:
     """The lr multiplier before optimizer step `step` (0-based).
 
-    warmup: linear from 1/warmup_steps to 1 over the first `warmup_epochs` epochs.
-    cosine: per step from 1 down to 0 over the remaining steps.
+    warmup: linear up to the schedule's first value over the first `warmup_epochs` epochs.
+    cosine: per step from 1 down to 0 over the remaining steps; with `span` (a, b) only the part of
+            that curve from a to b (a stage that is one part of a schedule shared by several stages).
     step:   multiplied by `gamma` at each milestone (a fraction of `epochs`), per epoch.
     """
     total = max(1, steps_per_epoch * epochs)
     warmup = int(round(warmup_epochs * steps_per_epoch))
+    a, b = span
+    top = 0.5 * (1.0 + math.cos(math.pi * a)) if schedule == "cosine" else 1.0
     if step < warmup:
-        return (step + 1) / warmup
+        return top * (step + 1) / warmup
     if schedule == "cosine":
-        span = max(1, total - warmup)
-        progress = min(1.0, (step - warmup) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * (a + (b - a) * progress)))
     if schedule == "step":
         epoch = step // max(1, steps_per_epoch)
         passed = sum(1 for m in milestones if epoch >= int(round(m * epochs)))
@@ -58,12 +61,12 @@ def check_schedule(schedule: str, milestones: Sequence[float], warmup_epochs: fl
 
 
 def make_scheduler(optimizer, *, steps_per_epoch: int, epochs: int, schedule: str, warmup_epochs: float,
-                   milestones: Sequence[float], gamma: float):
+                   milestones: Sequence[float], gamma: float, span: Sequence[float] = (0.0, 1.0)):
     """A LambdaLR stepped once per optimizer step; its state_dict is plain numbers (weights_only-safe)."""
     from torch.optim.lr_scheduler import LambdaLR
 
     def factor(step: int) -> float:
         return lr_factor(step, steps_per_epoch=steps_per_epoch, epochs=epochs, schedule=schedule,
-                         warmup_epochs=warmup_epochs, milestones=milestones, gamma=gamma)
+                         warmup_epochs=warmup_epochs, milestones=milestones, gamma=gamma, span=span)
 
     return LambdaLR(optimizer, factor)
