@@ -208,8 +208,8 @@ class GrowOptions(TrainingOptions):
                                  metavar="RUN_DIR", default_text="none")
     shots: int = option(1, "growth steps (1 = One-Shot Growth; N splits the budget and the grown epochs)", GROWTH, metavar="N",
                         minimum=1, maximum=64)
-    # gradmax by default: in the growth study (docs/growers.md) it matched or beat firefly after the grown and robust
-    # stages on every family, at 0.4-0.5 backbone epochs instead of firefly's 1.4-8.5
+    # gradmax by default: in the growth study (docs/growers.md, 3 seeds) it beat firefly on every family and random
+    # insertion on vgg19 (tied on resnet18 and mobilenet_v1), at 0.4-0.6 backbone epochs instead of firefly's 3.6-5.5
     grower: str = option("gradmax", "growth operator: gradmax (closed form), firefly (trained split/new candidates), random (control)",
                          GROWTH, metavar="NAME", choices=GROWERS, what="grower")
     new_ratio: float = option(0.5, "new-neuron candidates per layer, as a fraction of its width", GROWTH, metavar="R", minimum=0, maximum=4)
