@@ -394,13 +394,7 @@ def robust_eval_images(mode: str, preset_images: int, test_images: Optional[int]
         return 0
     if mode == "full":
         return test_images if test_images is not None else preset_images
-    try:
-        n = int(mode)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"--robust-eval '{mode}' is not auto, none, full or a number of images", "e.g. --robust-eval 200 or --robust-eval none")
-    return n
+    return _image_count("--robust-eval", mode, "auto, none, full", "200")
 
 
 def parse_stage_epochs(text: str) -> tuple[int, int, int, int]:
@@ -421,12 +415,17 @@ def curve_images(mode: str, preset_images: int, robust_eval: str = "auto") -> in
         return 0 if robust_eval == "none" else preset_images
     if mode == "none":
         return 0
+    return _image_count("--curve-images", mode, "auto, none", "1000")
+
+
+def _image_count(flag: str, mode: str, words: str, example: str) -> int:
+    """A number of images (>= 1) given where a mode word was not: the shared tail of the image-count options."""
     try:
         n = int(mode)
     except ValueError:
         n = 0
     if n < 1:
-        raise ConfigError(f"--curve-images '{mode}' is not auto, none or a number of images", "e.g. --curve-images 1000 or --curve-images none")
+        raise ConfigError(f"{flag} '{mode}' is not {words} or a number of images", f"e.g. {flag} {example} or {flag} none")
     return n
 
 

@@ -193,8 +193,10 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
         seconds, energy_j = time.perf_counter() - t0, _stop(energy)
         # a resumed stage counts the time of its earlier epochs too
         seconds = sum(r.get("seconds", 0) for r in result.history) or seconds
+        last = result.history[-1] if result.history else {}
+        probe = {k: last[k] for k in ("probe_clean_acc", "robust_probe_acc") if k in last}
         entry = _entry(ctx, name, result.model, spec, kind, epochs, seconds, energy_j, augmented=augmented,
-                       curve=_curve(result.history))
+                       curve=_curve(result.history), **probe)
         out["artifacts"].append(ckpt)
         out["metrics"].update(clean_acc=entry.clean_acc, robust_acc=entry.robust_acc)
         out["entry"] = entry
@@ -247,7 +249,7 @@ def _entry(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, kin
            seconds: float, energy_j: Optional[float], **more: Any) -> StageEntry:
     clean = evaluate_accuracy(model, ctx.test_loader)
     probe = ctx.probe()
-    if probe is not None:  # the curve's last point, and a growth stage's only one
+    if probe is not None and "robust_probe_acc" not in more:  # a growth stage's only point (training stages pass their last epoch's)
         more.update(probe_clean_acc=_probe_accuracy(ctx, model, probe, corrupted=False), robust_probe_acc=_probe_accuracy(ctx, model, probe))
     robust = _robust_eval(ctx, model, name)
     entry = stage_entry(name, checkpoint=ctx.run.rel(ctx.run.checkpoint(name)), spec=spec.to_dict(), kind=kind,
@@ -264,16 +266,9 @@ def _robust_eval(ctx: Context, model: torch.nn.Module, name: str) -> Optional[fl
         from gear_trt.corruptions.sweep import sweep
     except ImportError:
         return None
-    from gear_trt.data import normalize
-
-    subset = ctx.test_set.per_class(math.ceil(n / len(ctx.classes)), seed=ctx.opts.seed) if n < len(ctx.test_set) else ctx.test_set
+    subset = _test_subset(ctx, n)
     model.eval()
-
-    @torch.no_grad()
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        return model(normalize(images.to(ctx.device)))
-
-    results = sweep(predict, subset.images, subset.labels, preset="cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet",
+    results = sweep(_predictor(ctx, model), subset.images, subset.labels, preset=_corruption_preset(ctx),
                     severities=ctx.preset.robust_severities, seed=ctx.opts.seed, batch_size=256)
     ctx.run.write_json(ctx.run.eval_path(name), {"model": name, "precision": "fp32", "backend": "torch", "images": len(subset), **results.to_dict()})
     mean = results.mean_corruption_acc
@@ -288,20 +283,38 @@ def _build_probe(ctx: Context) -> Any:
         from gear_trt.corruptions.probe import corrupted_probe
     except ImportError:
         return None
-    subset = ctx.test_set.per_class(math.ceil(n / len(ctx.classes)), seed=ctx.opts.seed) if n < len(ctx.test_set) else ctx.test_set
+    subset = _test_subset(ctx, n)
     return corrupted_probe(subset.images, subset.labels, severities=ctx.preset.robust_severities, seed=ctx.opts.seed,
-                           preset="cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet")
+                           preset=_corruption_preset(ctx))
+
+
+def _test_subset(ctx: Context, n: int) -> ImageSet:
+    """The class-balanced test images the corruption sweep and the probe score (all of them if n covers the set)."""
+    return ctx.test_set.per_class(math.ceil(n / len(ctx.classes)), seed=ctx.opts.seed) if n < len(ctx.test_set) else ctx.test_set
+
+
+def _corruption_preset(ctx: Context) -> str:
+    return "cifar" if ctx.train_set.image_size <= 32 else "tinyimagenet"
+
+
+def _predictor(ctx: Context, model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 NHWC images -> logits, without gradients (the corruption code's calling convention)."""
+    from gear_trt.data import normalize
+
+    @torch.no_grad()
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return model(normalize(images.to(ctx.device)))
+
+    return predict
 
 
 def _probe_accuracy(ctx: Context, model: torch.nn.Module, probe: Any, *, corrupted: bool = True) -> float:
     from gear_trt.corruptions.probe import probe_accuracy
-    from gear_trt.data import normalize
 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            return probe_accuracy(lambda images: model(normalize(images.to(ctx.device))), probe, batch_size=256, corrupted=corrupted)
+        return probe_accuracy(_predictor(ctx, model), probe, batch_size=256, corrupted=corrupted)
     finally:
         model.train(was_training)
 
