@@ -68,6 +68,11 @@ def test_the_study_is_one_sweep_spec(tool, tmp_path):
     assert by_name["pipeline=gearnn1,growth_ratio=0.9,seed=0"].options["like"] is None
     assert small.options["train_per_class"] == 1000 and small.options["test_per_class"] == 500 and small.options["preset"] == "cpu"
     assert [len(p) for p in plan.phases()] == [8, 4]
+    # resumed with seed 1's GEARnn-2 finished: its baselines start with the first phase, no core idles
+    _fake_run(by_name[small.after], 0.5, 0.4, 10.0, 1000, [8])
+    first, second = plan.phases()
+    assert small in first and "pipeline=small-aug,growth_ratio=0.9,seed=0" in [t.name for t in second]
+    assert [len(p) for p in plan.phases()] == [10, 2]
 
 
 def _fake_run(trial, clean, robust, seconds, params, widths):

@@ -105,9 +105,12 @@ class Plan:
     deploy_cost: bool = False  # measure each finished trial's int8 size and onnxruntime latency
 
     def phases(self) -> list[list[Trial]]:
-        """Trials that depend on no other first, then those copying a sibling's size (`like: <pipeline>`)."""
-        first = [t for t in self.trials if t.after is None]
-        second = [t for t in self.trials if t.after is not None]
+        """Trials that can start now first, then those copying the size (`like: <pipeline>`) of a sibling that
+        has not finished yet. A trial whose sibling is already done (a resumed sweep) starts with the first
+        phase, so no core idles while the last of the first phase trains."""
+        done = {t.name for t in self.trials if t.after is None and t.finished()}
+        first = [t for t in self.trials if t.after is None or t.after in done]
+        second = [t for t in self.trials if t not in first]
         return [p for p in (first, second) if p]
 
     def to_json(self) -> dict[str, Any]:
