@@ -385,3 +385,28 @@ def test_streaming_a_sized_source_gives_the_same_growth():
     assert results[0].widths_after == results[1].widths_after
     for k in results[0].state_dict:
         assert torch.equal(results[0].state_dict[k], results[1].state_dict[k])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_entries_growth_added_are_found_and_their_gradient_ramps_up(family):
+    from gear_trt.train.new_neurons import NewNeuronWarmup, added_entries
+
+    spec = scaled_spec(family, 0.06)
+    torch.manual_seed(0)
+    res = grow(build_model(spec), spec, _toy_batches(spec), Budget("params", 1.6 * count_params(spec)), GrowthConfig(grower="firefly"))
+    grown = build_model(res.spec)
+    grown.load_state_dict(res.state_dict)
+    masks = added_entries(grown, spec)
+    added = sum(int(m.sum()) for m in masks.values())
+    assert added == count_params(res.spec) - count_params(spec) > 0
+    for name, mask in masks.items():  # the backbone's entries come first in every grown tensor
+        assert not mask[tuple(slice(0, n) for n in build_model(spec).get_parameter(name).shape)].any()
+
+    warm = NewNeuronWarmup(grown, masks, epochs=2, steps_per_epoch=5)  # ramps over 10 steps
+    for step, factor in ((0, 0.0), (3, 0.3), (10, 1.0)):
+        for p in grown.parameters():
+            p.grad = torch.full_like(p, 2.0)
+        warm(step)
+        for name, p in grown.named_parameters():
+            expected = torch.where(masks[name], 2.0 * factor, 2.0) if name in masks else torch.full_like(p, 2.0)
+            assert torch.allclose(p.grad, expected), (name, step)

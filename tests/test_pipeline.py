@@ -125,3 +125,25 @@ def test_one_schedule_gives_each_stage_its_share_of_one_cosine(tmp_path):
     steps = ckpt["backbone"]["steps_per_epoch"]
     last = [r["lr"] for n in ("backbone", "grown", "robust") for r in ckpt[n]["history"]]
     assert last == pytest.approx([0.05 * (1 + math.cos(math.pi * ((k + 1) * steps - 1) / (4 * steps))) for k in range(4)])
+
+
+def test_new_neuron_warmup_applies_to_the_first_stage_after_growth_only(tmp_path, monkeypatch):
+    from gear_trt.artifacts.checkpoint import load_checkpoint
+
+    real_train = stages.train
+    seen: dict[str, int] = {}
+
+    def counting(*args, **kwargs):
+        masks = kwargs.get("new_neurons")
+        seen[kwargs["stage"]] = sum(int(m.sum()) for m in masks.values()) if masks else 0
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "train", counting)
+    for name, stage_epochs, first in (("two", "1,1,1,2", "grown"), ("straight", "1,0,1,2", "robust")):
+        seen.clear()
+        run, summary, _ = _run(tmp_path, name, growth_ratio=0.5, stage_epochs=stage_epochs, epochs_scale=1.0, new_neuron_warmup=2)
+        trained = [s["name"] for s in summary["stages"] if s["name"] != "grow"]
+        added = summary["stages"][1]["params"] - summary["stages"][0]["params"]
+        assert seen == {n: added if n == first else 0 for n in trained}
+        configs = {n: load_checkpoint(run.path / "checkpoints" / f"{n}.pt")["config"] for n in trained}
+        assert {n: c.get("new_neuron_warmup") for n, c in configs.items()} == {n: 2.0 if n == first else None for n in trained}

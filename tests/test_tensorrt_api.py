@@ -47,7 +47,6 @@ FACTORIES = {
     ("Runtime", "deserialize_cuda_engine"): "ICudaEngine", ("ICudaEngine", "create_execution_context"): "IExecutionContext",
     ("OnnxParser", "get_error"): "ParserError", ("ParserError", "code"): "ErrorCode",
 }
-MODULE_LOADERS = {"load_tensorrt"}  # functions returning the tensorrt module
 DYNAMIC_FUNCTIONS = {"_network_flag", "_builder_flag"}
 PYTHON_MODULE_IMPLICIT = {"__path__", "__file__", "__name__", "__spec__"}  # every Python package has these
 PYBIND_IMPLICIT = {"name", "value", "__members__", "__init__", "__int__", "__index__"}  # pybind adds these to every enum/class
@@ -199,8 +198,6 @@ class Types:
             return None
         if isinstance(node, ast.Call):
             func = node.func
-            if isinstance(func, ast.Name) and func.id in MODULE_LOADERS:
-                return MODULE
             if isinstance(func, ast.Attribute):
                 owner = self.of(func.value)
                 if owner == MODULE and func.attr in known_classes():

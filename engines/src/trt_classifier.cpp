@@ -4,6 +4,7 @@
 #include "gear_trt/trt_classifier.hpp"
 
 #include <NvInfer.h>
+#include <NvInferVersion.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -116,6 +117,11 @@ TrtClassifier::TrtClassifier(const std::string& engine_path, const Options& opti
     const std::vector<char> blob((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     m.runtime.reset(nvinfer1::createInferRuntime(m.logger));
     if (!m.runtime) throw Error("TensorRT could not create a runtime: " + m.logger.last_error(), "check the TensorRT installation");
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+    // A version-compatible plan carries its own lean runtime, which runs only if host code is allowed:
+    // allowed for such plans alone, as the Python runner does (gear_trt/backends/tensorrt.py).
+    m.runtime->setEngineHostCodeAllowed(m.meta.tensorrt.version_compatible);
+#endif
     m.engine.reset(m.runtime->deserializeCudaEngine(blob.data(), blob.size()));
     if (!m.engine)
         throw Error(engine_path + ": TensorRT could not deserialize the engine: " + m.logger.last_error(),

@@ -221,6 +221,9 @@ class GrowOptions(TrainingOptions):
     post_growth_lr: float = option(1.0, "peak learning rate of the stages after growth (grown, robust) as a fraction of --lr: "
                                    "below 1 they fine-tune instead of restarting", GROWTH, metavar="F", minimum=0, open_minimum=True,
                                    maximum=1)
+    new_neuron_warmup: float = option(0.0, "epochs over which the neurons growth added ramp their learning rate from 0 to the "
+                                      "stage's, in the first stage after each growth (0: from the start)", GROWTH, metavar="E",
+                                      minimum=0, maximum=1000)
     growth_pass: float = option(1.0, "fraction of an epoch the growth candidates train for (the paper: 1, one pass)", GROWTH,
                                 metavar="F", minimum=0, open_minimum=True, maximum=1)
     seed: int = shared("seed")

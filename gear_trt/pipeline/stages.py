@@ -36,6 +36,7 @@ from gear_trt.records import RunSummary, StageEntry
 from gear_trt.spec import ModelSpec
 from gear_trt.train.jsd import era_views_loss
 from gear_trt.train.loop import evaluate_accuracy, resolve_device, train
+from gear_trt.train.new_neurons import added_entries
 
 __all__ = ["GrowOptions", "PIPELINES", "PRESETS", "Plan", "Preset", "prepare", "run_pipeline"]
 
@@ -151,16 +152,19 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
         spans = _Spans(opts.one_schedule, backbone_epochs + shot_epochs * opts.shots + robust_epochs)
         model, spec = _train_stage(ctx, "backbone", build_model(spec0), spec0, backbone_epochs, augmented, "train",
                                    span=spans.next(backbone_epochs))
+        before: Optional[ModelSpec] = None  # the spec before the last growth, until a stage has trained after it
         for shot in range(1, opts.shots + 1):
             suffix = "" if opts.shots == 1 else str(shot)
             shot_budget = _shot_budget(budget, spec0, spec, shot, opts.shots)
+            before = spec
             model, spec = _grow_stage(ctx, f"grow{suffix}", model, spec, shot_budget, augmented)
             if shot_epochs:
                 model, spec = _train_stage(ctx, f"grown{suffix}", model, spec, shot_epochs, augmented, "train",
-                                           lr_scale=opts.post_growth_lr, span=spans.next(shot_epochs))
+                                           lr_scale=opts.post_growth_lr, span=spans.next(shot_epochs), grown_from=before)
+                before = None
         if robust_epochs:
             _train_stage(ctx, "robust", model, spec, robust_epochs, True, "era", lr_scale=opts.post_growth_lr,
-                         span=spans.next(robust_epochs))
+                         span=spans.next(robust_epochs), grown_from=before)
     else:
         assert plan.small_spec is not None
         spec = plan.small_spec
@@ -172,11 +176,16 @@ def run_pipeline(run: RunDir, plan: Union[Plan, GrowOptions], echo: Callable[[st
 
 # -- stages --------------------------------------------------------------------------------------------
 def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpec, epochs: int, augmented: bool, kind: str,
-                 lr_scale: float = 1.0, span: tuple[float, float] = (0.0, 1.0)):
+                 lr_scale: float = 1.0, span: tuple[float, float] = (0.0, 1.0), grown_from: Optional[ModelSpec] = None):
+    """One training stage; `grown_from`: the spec before the growth this stage is the first to train after."""
     opts = ctx.opts
     cfg = opts.train_config(epochs)
     cfg.lr *= lr_scale
     cfg.cosine_span = span
+    new_neurons = None
+    if grown_from is not None and opts.new_neuron_warmup:
+        cfg.new_neuron_warmup = opts.new_neuron_warmup
+        new_neurons = added_entries(model, grown_from)
     params = {"spec": spec.to_dict(), "train": cfg.to_dict(), "augmented": augmented, "era": dataclasses.asdict(ctx.era.config) if augmented else None}
     ckpt = ctx.run.checkpoint(name)
     if ctx.run.manifest.is_done(name, params):
@@ -189,7 +198,7 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
         t0 = time.perf_counter()
         energy = _start(ctx)
         result = train(model, ctx.loader(augmented), cfg, ckpt_path=ckpt, spec=spec, classes=ctx.classes, stage=name,
-                       eval_fn=ctx.evaluate_epoch, loss_fn=loss_fn, log=log, quiet=ctx.quiet)
+                       eval_fn=ctx.evaluate_epoch, loss_fn=loss_fn, log=log, quiet=ctx.quiet, new_neurons=new_neurons)
         seconds, energy_j = time.perf_counter() - t0, _stop(energy)
         # a resumed stage counts the time of its earlier epochs too
         seconds = sum(r.get("seconds", 0) for r in result.history) or seconds

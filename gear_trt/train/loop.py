@@ -29,6 +29,7 @@ from gear_trt.artifacts.checkpoint import load_checkpoint, plain, save_checkpoin
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
 from gear_trt.spec import ModelSpec
 from gear_trt.train.config import AMP_MODES, CHANNELS_LAST_MODES, TrainConfig, amp_mode, channels_last_mode  # noqa: F401 - re-exported
+from gear_trt.train.new_neurons import NewNeuronWarmup
 from gear_trt.train.rng import rng_state, seed_everything, set_rng_state
 from gear_trt.train.schedule import make_scheduler
 
@@ -190,6 +191,7 @@ def train(
     log: Optional[Callable[[str], None]] = None,
     quiet: bool = False,
     on_epoch_end: Optional[Callable[[dict[str, Any]], None]] = None,
+    new_neurons: Optional[Mapping[str, torch.Tensor]] = None,
 ) -> TrainResult:
     """Train `model` for `config.epochs` epochs over `loader`, checkpointing to `ckpt_path` after each.
 
@@ -199,6 +201,8 @@ def train(
         config); a complete checkpoint is loaded and returned without training.
     extra: weights_only-safe values (numbers, strings, lists, dicts, tensors) stored in the checkpoint.
     on_epoch_end(record): called after each epoch's checkpoint is on disk.
+    new_neurons: {parameter name: bool mask} of the entries growth added (`added_entries`); with
+        `config.new_neuron_warmup` their gradient ramps up over that many epochs (NewNeuronWarmup).
     """
     config.validate()
     device = resolve_device(config.device)
@@ -222,6 +226,8 @@ def train(
     scheduler = make_scheduler(optimizer, steps_per_epoch=steps, epochs=config.epochs, schedule=config.schedule,
                                warmup_epochs=config.warmup_epochs, milestones=config.milestones, gamma=config.gamma,
                                span=config.cosine_span)
+    warm_new = (NewNeuronWarmup(model, new_neurons, config.new_neuron_warmup, steps)
+                if new_neurons and config.new_neuron_warmup else None)
     # fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
@@ -259,7 +265,7 @@ def train(
         for epoch in range(start, config.epochs):
             record = _run_epoch(model, loader, epoch, config, device=device, steps=steps, loss_fn=loss_fn,
                                 optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
-                                channels_last=channels_last, eval_fn=eval_fn, stage=stage, quiet=quiet)
+                                channels_last=channels_last, eval_fn=eval_fn, stage=stage, quiet=quiet, warm_new=warm_new)
             history.append(record)
             metrics = _totals(history)
             payload = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -276,7 +282,7 @@ def train(
 def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConfig, *, device: torch.device,
                steps: int, loss_fn: LossFn, optimizer: torch.optim.Optimizer, scheduler: Any,
                scaler: torch.amp.GradScaler, amp: str, channels_last: bool, eval_fn: Optional[EvalFn],
-               stage: str, quiet: bool) -> dict[str, Any]:
+               stage: str, quiet: bool, warm_new: Optional[NewNeuronWarmup] = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     if hasattr(loader, "set_epoch"):
@@ -297,6 +303,8 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
         loss, logits = out if isinstance(out, tuple) else (out, None)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        if warm_new is not None:
+            warm_new(epoch * steps + i)
         lr = optimizer.param_groups[0]["lr"]
         scaler.step(optimizer)  # skipped (weights untouched) if the unscaled gradients hold inf/NaN
         scaler.update()  # ... and then the scale backs off by half
