@@ -19,11 +19,23 @@ from gear_trt.grow.budget import growth_ratio_budget
 from gear_trt.grow.growers import GROWERS
 from gear_trt.models import backbone_spec, build_model
 from gear_trt.train.loop import TrainConfig, evaluate_loss_accuracy, train
+from gear_trt.train.new_neurons import added_entries
 
 pytestmark = pytest.mark.slow
 RATIO = {"vgg19": 0.9, "mobilenet_v1": 1.8, "resnet18": 0.6}  # the paper's growth ratios
 NEW_RATIO = {"vgg19": 1.0, "mobilenet_v1": 2.0, "resnet18": 0.6}  # enough candidates for one shot, any grower
 TRAIN_PER_CLASS = 150
+NEW_WARMUP = 4.0  # --new-neuron-warmup: the added neurons' gradient ramps up over 4 epochs (a quarter of it here)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The figures below were measured with one torch thread; resnet18's training on 1,500 images is chaotic enough
+    that the thread count alone moves its cross-entropy after a few epochs by up to 0.1 nats."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +50,14 @@ def _loader(train_set, epoch: int) -> BatchLoader:
     return loader
 
 
-def _one_epoch(model: torch.nn.Module, spec, train_set, tmp: Path, epoch: int) -> torch.nn.Module:
+def _one_epoch(model: torch.nn.Module, spec, train_set, tmp: Path, epoch: int, grown_from=None) -> torch.nn.Module:
     """One epoch as a pipeline stage starts one: a fresh optimiser and a linear warmup (here half the epoch) to a
-    moderate lr, the same for backbone and grown net."""
+    moderate lr, the same for backbone and grown net. `grown_from`: with --new-neuron-warmup NEW_WARMUP."""
     loader = _loader(train_set, epoch)
-    config = TrainConfig(epochs=1, lr=0.02, schedule="constant", warmup_epochs=0.5, seed=1, device="cpu")
-    return train(model, loader, config, ckpt_path=tmp / "epoch.pt", spec=spec, quiet=True, resume=False).model
+    config = TrainConfig(epochs=1, lr=0.02, schedule="constant", warmup_epochs=0.5, seed=1, device="cpu",
+                         new_neuron_warmup=NEW_WARMUP if grown_from is not None else 0.0)
+    masks = added_entries(model, grown_from) if grown_from is not None else None
+    return train(model, loader, config, ckpt_path=tmp / "epoch.pt", spec=spec, quiet=True, resume=False, new_neurons=masks).model
 
 
 @pytest.fixture(scope="module", params=list(RATIO))
@@ -79,13 +93,24 @@ def test_growth_keeps_what_the_backbone_learned_and_trains_on(backbone, data, gr
 
     # train mode (batch statistics) and the first optimiser steps do not undo it
     ce_b, _ = evaluate_loss_accuracy(_one_epoch(copy.deepcopy(model), spec, train_set, tmp_path, epoch=3), test_loader)
+    ce_w, _ = evaluate_loss_accuracy(_one_epoch(copy.deepcopy(grown), result.spec, train_set, tmp_path, epoch=3, grown_from=spec),
+                                     test_loader)
     ce_g, _ = evaluate_loss_accuracy(_one_epoch(grown, result.spec, train_set, tmp_path, epoch=3), test_loader)
-    # The issue's target is "no worse" (+0.02). Measured at this size (1,500 images, one 24-step epoch) the grown
-    # nets are 0.00-0.08 nats behind the backbone after it; before the fix they collapsed by 0.3-1.7 nats. The
-    # bound below catches a collapse; the remaining gap is reported in the issue note, not hidden.
+    print(f"{family}/{grower}: one epoch on: backbone {ce_b:.4f}, grown {ce_g:.4f}, grown with the new-neuron warmup {ce_w:.4f}")
+    # With the added neurons' learning rate ramped up (--new-neuron-warmup) the issue's target (+0.02) holds for the
+    # default grower on every family (measured +0.005 / +0.007 / +0.012 for vgg19 / mobilenet_v1 / resnet18): the
+    # new fan-outs, at full rate from 0, are what pulls the trained function away in the first steps. random and
+    # firefly come within +0.045 (firefly's kept splits move the trained neurons themselves, theta +- delta, which the
+    # ramp does not cover).
+    bound = 0.02 if grower == "gradmax" else 0.06
+    assert ce_w <= ce_b + bound, f"{family}/{grower}: after one more epoch backbone {ce_b:.4f}, grown with the warmup {ce_w:.4f}"
+    # Without it (the default: the warmup did not improve the end of the pipeline, docs/paper_comparison.md) the
+    # grown nets of vgg19 and mobilenet_v1 are 0.02-0.10 nats behind the backbone after one epoch at this size
+    # (1,500 images, 24 steps, one thread); before the growth fix they collapsed by 0.3-1.7 nats. The bound
+    # below catches a collapse.
     message = f"{family}/{grower}: after one more epoch backbone {ce_b:.4f}, grown {ce_g:.4f}"
     if family == "resnet18" and ce_g > ce_b + 0.10:
-        # Known and open (issue 11's note): resnet18's grown net falls 0.03-0.25 nats behind in its first epoch,
-        # varying with the thread count; the function right after growth (checked above) is kept.
+        # resnet18 falls 0.14-0.25 nats behind without the warmup at one thread (0.03-0.25 over thread counts); with it,
+        # +0.012 for gradmax (checked above). The function right after growth (checked above) is kept.
         pytest.xfail(message)
     assert ce_g <= ce_b + 0.10, message
