@@ -241,3 +241,29 @@ class BenchRow:
                    corruption_acc=num(data.get("corruption_acc")), latency=LatencyStats.from_dict(data.get("latency")),
                    throughput=LatencyStats.from_dict(data.get("throughput")), joules_per_image=num(data.get("joules_per_image")),
                    status=text(data.get("status")) or "ok", details=mapping(data.get("details")))
+
+
+# --- per-epoch curves ----------------------------------------------------------------------------------------
+CURVE_KEYS = ("clean_acc", "robust_probe_acc")
+
+
+def run_curve(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A run's accuracy against cumulative training time, from its summary.json alone:
+    [{stage, epoch, seconds (cumulative training, evaluation excluded), clean_acc, robust_probe_acc}]. A training
+    stage contributes its per-epoch `curve` (the probe's figures), a growth stage (or a run recorded before
+    curves) one point at its end."""
+    points: list[dict[str, Any]] = []
+    elapsed = 0.0
+    stages = summary.get("stages")
+    for stage in stages if isinstance(stages, list) else []:
+        curve = stage.get("curve")
+        if curve:
+            for p in curve:
+                points.append({"stage": stage["name"], "epoch": p.get("epoch"), "seconds": elapsed + p["seconds"],
+                               **{k: p.get(k) for k in CURVE_KEYS}})
+        else:
+            points.append({"stage": stage["name"], "epoch": None, "seconds": elapsed + (stage.get("seconds") or 0.0),
+                           "clean_acc": stage.get("probe_clean_acc", stage.get("clean_acc")),
+                           "robust_probe_acc": stage.get("robust_probe_acc")})
+        elapsed += stage.get("seconds") or 0.0
+    return points

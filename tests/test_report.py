@@ -38,7 +38,17 @@ def _eval(model: str, precision: str, backend: str, clean: float, drop: float) -
             "extras": {"speckle_noise": {str(s): clean - 0.05 * s for s in range(1, 6)}}}
 
 
-def make_run(root: Path, *, growth: bool = True, evals: bool = True, bench: bool = True, energy: bool = True) -> Path:
+def _with_curve(stage: dict[str, Any], epochs: int = 4) -> dict[str, Any]:
+    """A training stage as the pipeline records it with --curve-images: per epoch, its training seconds so far
+    and the probe's accuracies, ending at the stage's own figures."""
+    n = epochs
+    stage["curve"] = [{"epoch": k, "seconds": stage["seconds"] * k / n, "clean_acc": stage["clean_acc"] * (0.7 + 0.3 * k / n),
+                       "robust_probe_acc": (stage["robust_acc"] or 0.5) * (0.7 + 0.3 * k / n)} for k in range(1, n + 1)]
+    return stage
+
+
+def make_run(root: Path, *, growth: bool = True, evals: bool = True, bench: bool = True, energy: bool = True,
+             curves: bool = True) -> Path:
     run = root / "run-vgg19"
     run.mkdir(parents=True)
     e = (lambda j: j) if energy else (lambda j: None)
@@ -50,6 +60,10 @@ def make_run(root: Path, *, growth: bool = True, evals: bool = True, bench: bool
         _stage("small-din", "baseline", 1_300_000, [48, 48, 96, 96, 112, 112, 112, 112], 0.8702, 0.6633, 3650.0, e(36600.0), 160),
         _stage("small-daug", "baseline", 1_300_000, [48, 48, 96, 96, 112, 112, 112, 112], 0.8610, 0.7801, 4100.0, e(41000.0), 160),
     ]
+    if curves:
+        for st in stages[:4]:
+            if st["kind"] != "grow":
+                _with_curve(st)
     (run / "summary.json").write_text(json.dumps({"pipeline": "gearnn2", "arch": "vgg19", "seed": 0, "data": "builtin",
                                                   "stages": stages}))
     (run / "manifest.json").write_text(json.dumps({
@@ -134,13 +148,13 @@ def test_every_section_in_html_and_markdown(full_report: tuple[Path, str, str]) 
         assert re.search(rf"<h2>{re.escape(title)}</h2>", html)
     assert "Not available" not in md
     # self-contained: figures inline, no external references
-    assert len(re.findall(r'src="data:image/png;base64,', html)) == 1 + 3 + 1 + 1  # trade-offs, 3 heatmaps, widths, deploy
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 1 + 1 + 3 + 1 + 1  # trade-offs, curves, 3 heatmaps, widths, deploy
     assert not re.search(r'src="(?!data:)', html) and "<link" not in html
     png = base64.b64decode(re.search(r'data:image/png;base64,([A-Za-z0-9+/=]+)"', html).group(1))
     assert png.startswith(b"\x89PNG")
     # Markdown links the same figures, written beside it
     links = re.findall(r"!\[[^\]]*\]\((report_files/[^)]+\.png)\)", md)
-    assert len(links) == 6 and all((run / "report" / link).is_file() for link in links)
+    assert len(links) == 7 and all((run / "report" / link).is_file() for link in links)
 
 
 def test_stage_table_matches_summary(full_report: tuple[Path, str, str]) -> None:
@@ -194,6 +208,21 @@ def test_compared_runs_join_table_and_plots(tmp_path: Path) -> None:
     assert point.baseline and point.time_s == pytest.approx(320.5) and point.energy_j is None
     with pytest.raises(ArtifactError, match="does not exist"):
         build_report(run, tmp_path / "out", compare=[tmp_path / "nope"])
+    # its stages recorded no per-epoch accuracies: the curves figure says so instead of drawing a lone point
+    curves = md_sections(md_path.read_text())["Time to accuracy"]
+    assert "![" in curves and "Left out (no per-epoch accuracies): small-aug-s0." in curves
+
+
+def test_the_time_to_accuracy_curve_is_cumulative_training_time(tmp_path: Path) -> None:
+    from gear_trt.records import run_curve
+
+    run = make_run(tmp_path)
+    points = run_curve(json.loads((run / "summary.json").read_text()))
+    # backbone's 4 epochs, the growth stage's end, then the grown stage's epochs counted from where growth ended
+    assert [(p["stage"], p["epoch"]) for p in points[:6]] == [("backbone", 1), ("backbone", 2), ("backbone", 3), ("backbone", 4),
+                                                             ("grow", None), ("grown", 1)]
+    assert [p["seconds"] for p in points[:6]] == pytest.approx([102.625, 205.25, 307.875, 410.5, 422.75, 422.75 + 225.0])
+    assert points[3]["clean_acc"] == pytest.approx(0.7123) and points[4]["robust_probe_acc"] is None
 
 
 def test_robustness_table_matches_eval_json(full_report: tuple[Path, str, str]) -> None:
@@ -264,14 +293,14 @@ def test_deployment_table_matches_bench_json(full_report: tuple[Path, str, str])
 
 
 def test_optional_inputs_are_skipped_with_a_note(tmp_path: Path) -> None:
-    run = make_run(tmp_path, growth=False, evals=False, bench=False, energy=False)
+    run = make_run(tmp_path, growth=False, evals=False, bench=False, energy=False, curves=False)
     (run / "manifest.json").unlink()
     html_path, md_path = build_report(run, tmp_path / "out")
     assert html_path.parent == tmp_path / "out"
     md = md_path.read_text()
     sections = md_sections(md)
     assert list(sections) == list(SECTION_TITLES)
-    for title in ("Robustness by corruption", "Width profile", "Deployment"):
+    for title in ("Time to accuracy", "Robustness by corruption", "Width profile", "Deployment"):
         assert sections[title].strip().startswith("Not available:") and not md_tables(sections[title])
     assert "times only" in sections["Stages"]
     (table,) = md_tables(sections["Stages"])

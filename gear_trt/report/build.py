@@ -21,11 +21,11 @@ from typing import Any, Iterable, Union
 from gear_trt import __version__
 from gear_trt.errors import ArtifactError
 from gear_trt.io import atomic_write_bytes, atomic_write_text
-from gear_trt.records import PRECISION_ORDER, BenchRow, CorruptionEval, RunSummary, StageEntry, mapping, num
+from gear_trt.records import PRECISION_ORDER, BenchRow, CorruptionEval, RunSummary, StageEntry, mapping, num, run_curve
 from gear_trt.rundir import RunDir
 
 NA = "n/a"
-SECTION_TITLES = ("Run", "Stages", "Trade-offs", "Robustness by corruption", "Width profile", "Deployment")
+SECTION_TITLES = ("Run", "Stages", "Trade-offs", "Time to accuracy", "Robustness by corruption", "Width profile", "Deployment")
 # CIFAR-10-C / ImageNet-C order (noise, blur, weather, digital); unknown names follow in file order
 CORRUPTION_ORDER = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
@@ -108,6 +108,7 @@ class RunData:
     bench_rows: list[BenchRow]
     notes: list[str]
     compared: list[StageEntry] = field(default_factory=list)  # other runs' final models (--compare)
+    compared_curves: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)  # (name, run_curve) of each
 
     @property
     def stages(self) -> list[StageEntry]:
@@ -274,6 +275,25 @@ def _tradeoff_section(run: RunData) -> Section:
     return Section("Trade-offs", [Image("tradeoffs", tradeoff_figure(points), caption)])
 
 
+def _curves_section(run: RunData) -> Section:
+    from gear_trt.report.plots import curves_figure
+
+    series = [(run.run_dir.resolve().name, run_curve(run.summary.to_dict())), *run.compared_curves]
+    per_epoch = [(name, points) for name, points in series if any(p["epoch"] is not None for p in points)]
+    if not per_epoch:
+        return Section("Time to accuracy", ["Not available: no accuracy was recorded after every epoch "
+                                            "(the run was made with --curve-images none, or before curves existed)."])
+    caption = ("Accuracy after every epoch against cumulative training time (growth included, evaluation excluded), "
+               "on the run's probe: a fixed test subset scored clean and once more with each image under one "
+               "corruption and severity (--curve-images)."
+               + (" One line per run given with --compare too." if run.compared_curves else ""))
+    left_out = [name for name, _ in series if all(name != n for n, _ in per_epoch)]
+    blocks: list[Block] = [Image("time_to_accuracy", curves_figure(per_epoch), caption)]
+    if left_out:
+        blocks.append("Left out (no per-epoch accuracies): " + ", ".join(left_out) + ".")
+    return Section("Time to accuracy", blocks)
+
+
 def _eval_key(run: RunData, ev: CorruptionEval) -> tuple[int, int, str, str]:
     p_rank = PRECISION_ORDER.index(ev.precision) if ev.precision in PRECISION_ORDER else len(PRECISION_ORDER)
     return run.stage_rank(ev.model), p_rank, ev.backend or "", ev.file
@@ -415,7 +435,7 @@ def _deployment_section(run: RunData) -> Section:
 
 
 def build_sections(run: RunData) -> list[Section]:
-    return [_run_section(run), _stages_section(run), _tradeoff_section(run), _robustness_section(run),
+    return [_run_section(run), _stages_section(run), _tradeoff_section(run), _curves_section(run), _robustness_section(run),
             _width_section(run), _deployment_section(run)]
 
 
@@ -512,6 +532,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     stage table and the trade-off plots (e.g. the Small baselines of a GEARnn run). Returns (html_path, md_path)."""
     run = load_run(run_dir)
     run.compared = [compared_entry(other) for other in compare]
+    run.compared_curves = [(Path(other).resolve().name, run_curve(load_run(other).summary.to_dict())) for other in compare]
     out = Path(out_dir) if out_dir is not None else RunDir(run.run_dir).report_dir
     sections = build_sections(run)
     s = run.summary

@@ -272,3 +272,22 @@ def deployment_figure(points: Sequence[DeployPoint]) -> bytes:
     fig.legend(handles=[Line2D([], [], ls="", marker=_PRECISION_MARKERS.get(pr, "X"), color="0.3", label=pr, ms=8)
                         for pr in precisions], loc="outside right lower", frameon=False, title="precision")
     return _png(fig)
+
+
+@_styled
+def curves_figure(series: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> bytes:
+    """Clean and robust (probe) accuracy against cumulative training time, one line per run, one marker per epoch
+    (points from gear_trt.records.run_curve)."""
+    fig = _new_figure(11.0, 4.2)
+    axes = fig.subplots(1, 2)
+    scale, unit = _time_unit([p["seconds"] for _, points in series for p in points])
+    for ax, key, title in zip(axes, ("clean_acc", "robust_probe_acc"), ("clean accuracy (%)", "robust accuracy, probe (%)")):
+        for label, points in series:
+            shown = [p for p in points if p.get(key) is not None]
+            if shown:
+                ax.plot([p["seconds"] / scale for p in shown], [100 * p[key] for p in shown], "-", marker=".", label=label)
+        ax.set_xlabel(f"training time ({unit}, evaluation excluded)")
+        ax.set_ylabel(title)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(frameon=False, loc="lower right")
+    return _png(fig)

@@ -21,28 +21,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gear_trt.choices import PIPELINES
+from gear_trt.records import CURVE_KEYS as KEYS
+from gear_trt.records import run_curve
 
 TOLERANCE = 0.01  # "within 1 pp" (issue 12)
-KEYS = ("clean_acc", "robust_probe_acc")
 LABELS = {name: pipeline.label for name, pipeline in PIPELINES.items()}
-
-
-def run_curve(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """[{stage, epoch, seconds (cumulative training), clean_acc, robust_probe_acc}] over the run's stages."""
-    points: list[dict[str, Any]] = []
-    elapsed = 0.0
-    for stage in summary.get("stages", []):
-        curve = stage.get("curve")
-        if curve:
-            for p in curve:
-                points.append({"stage": stage["name"], "epoch": p.get("epoch"), "seconds": elapsed + p["seconds"],
-                               **{k: p.get(k) for k in KEYS}})
-        else:  # a growth stage (or a run recorded before curves): its end point
-            points.append({"stage": stage["name"], "epoch": None, "seconds": elapsed + (stage.get("seconds") or 0.0),
-                           "clean_acc": stage.get("probe_clean_acc", stage.get("clean_acc")),
-                           "robust_probe_acc": stage.get("robust_probe_acc")})
-        elapsed += stage.get("seconds") or 0.0
-    return points
 
 
 def time_to_reach(curve: list[dict[str, Any]], key: str, target: float) -> Optional[float]:
