@@ -160,12 +160,12 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(Path(run_dir), summary, manifest, growth if isinstance(growth, dict) else None, evals, bench_rows, notes)
 
 
-def compared_entry(run_dir: str | Path) -> StageEntry:
+def compared_entry(run_dir: str | Path | RunData) -> StageEntry:
     """Another run as one row and one point: its final model at the cost of its whole run (every
     stage was needed to make it). Named after the run directory; kind = "run: <pipeline>"."""
-    other = load_run(run_dir)
+    other = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     if not other.stages:
-        raise ArtifactError(f"{run_dir} lists no finished stages", "compare with a run that finished at least one stage")
+        raise ArtifactError(f"{other.run_dir} lists no finished stages", "compare with a run that finished at least one stage")
     times = [st.seconds for st in other.stages]
     energies = [st.energy_j for st in other.stages]
     return dataclasses.replace(other.stages[-1], name=other.run_dir.resolve().name, kind=f"run: {_text(other.summary.pipeline)}",
@@ -531,8 +531,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None,
     Default output: RUN_DIR/report/. `compare`: other run directories whose final models join the
     stage table and the trade-off plots (e.g. the Small baselines of a GEARnn run). Returns (html_path, md_path)."""
     run = load_run(run_dir)
-    run.compared = [compared_entry(other) for other in compare]
-    run.compared_curves = [(Path(other).resolve().name, run_curve(load_run(other).summary.to_dict())) for other in compare]
+    others = [load_run(other) for other in compare]
+    run.compared = [compared_entry(other) for other in others]
+    run.compared_curves = [(other.run_dir.resolve().name, run_curve(other.summary.to_dict())) for other in others]
     out = Path(out_dir) if out_dir is not None else RunDir(run.run_dir).report_dir
     sections = build_sections(run)
     s = run.summary
