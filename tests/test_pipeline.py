@@ -24,13 +24,15 @@ def _run(tmp_path, name="run", **kw):
 
 
 def test_gearnn2_writes_a_deployable_checkpoint_per_stage(tmp_path):
-    run, summary, _ = _run(tmp_path, growth_ratio=0.5, post_growth_lr=0.3)
+    run, summary, _ = _run(tmp_path, growth_ratio=0.5, post_growth_lr=0.3, ema=0.99)
     names = [s["name"] for s in summary["stages"]]
     assert names == ["backbone", "grow", "grown", "robust"]
     from gear_trt.artifacts.checkpoint import load_checkpoint
 
-    peak = {n: load_checkpoint(run.path / "checkpoints" / f"{n}.pt")["config"]["lr"] for n in ("backbone", "grown", "robust")}
+    trained = {n: load_checkpoint(run.path / "checkpoints" / f"{n}.pt") for n in ("backbone", "grown", "robust")}
+    peak = {n: c["config"]["lr"] for n, c in trained.items()}
     assert peak == {"backbone": 0.1, "grown": pytest.approx(0.03), "robust": pytest.approx(0.03)}  # the stages after growth fine-tune
+    assert all(c["config"]["ema"] == 0.99 and "training_model" in c for c in trained.values())  # --ema reaches every stage
     on_disk = json.loads((run.path / "summary.json").read_text())
     assert on_disk["stages"] == summary["stages"]
     for s in summary["stages"]:

@@ -176,6 +176,59 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
     assert [strip(r) for r in a["history"]] == [strip(r) for r in b["history"]]
 
 
+
+# --- weight averaging (--ema) ----------------------------------------------------------------------
+
+def test_ema_is_the_moving_average_of_the_weights_sgd_visited(tmp_path):
+    """The saved and returned model is the EMA of the training trajectory, which itself is untouched."""
+    seen: list[dict] = []
+
+    def recording_loss(model, x, y):  # sees the weights (and BN statistics) after each previous step
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    loader, held_out = TinyLoader(), list(TinyLoader(seed=5))
+    scores = lambda m: {"test_acc": evaluate_accuracy(m, held_out)}  # noqa: E731
+    run(tmp_path, "plain.pt", epochs=2, loss_fn=recording_loss, loader=loader, eval_fn=scores)
+    seen.clear()
+    config = TrainConfig(epochs=2, lr=0.05, seed=7, ema=0.9)
+    result = run(tmp_path, "ema.pt", loss_fn=recording_loss, config=config, loader=loader, eval_fn=scores)
+    payload = load_checkpoint(tmp_path / "ema.pt")
+    assert_same_state(payload["training_model"], load_checkpoint(tmp_path / "plain.pt")["model"])  # SGD's path is the same
+    trajectory = seen[1:] + [payload["training_model"]]  # the weights after step 0, 1, ..., last
+    expected = {k: v.clone() for k, v in seen[0].items()}
+    for step, weights in enumerate(trajectory):
+        d = min(0.9, (1 + step) / (10 + step))
+        for k, v in weights.items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    for k, v in payload["model"].items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_state(result.model.state_dict(), payload["model"])
+    assert result.history[-1]["test_acc"] == evaluate_accuracy(result.model, held_out)  # the epoch's figure is the average's
+    assert not torch.equal(payload["model"]["features.0.weight"], payload["training_model"]["features.0.weight"])
+    assert "ema" not in TrainConfig(epochs=1).to_dict() and TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_resume_with_ema_is_bit_identical(tmp_path):
+    config = TrainConfig(epochs=3, lr=0.05, seed=7, ema=0.95)
+    full = run(tmp_path, "full.pt", config=config)
+
+    def kill_after_first(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "part.pt", config=config, on_epoch_end=kill_after_first)
+    resumed = run(tmp_path, "part.pt", config=config, model=fresh_model(seed=99))
+    assert resumed.resumed_from == 1
+    assert_same_state(full.model.state_dict(), resumed.model.state_dict())
+    a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "part.pt")
+    assert_same_state(a["training_model"], b["training_model"])
+    again = run(tmp_path, "part.pt", config=config, model=fresh_model(seed=99))  # complete: the average is loaded
+    assert again.epochs_run == 0
+    assert_same_state(again.model.state_dict(), a["model"])
+
+
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})

@@ -94,6 +94,8 @@ SHARED: dict[str, tuple[Any, Flag]] = {
     "warmup_epochs": (1.0, Flag("linear lr warmup of each training stage, capped at half the stage", TRAINING, metavar="E", minimum=0)),
     "label_smoothing": (_TRAIN_DEFAULTS["label_smoothing"], Flag("label smoothing of the cross-entropy", TRAINING, metavar="S", minimum=0,
                                                                  maximum=0.999)),
+    "ema": (_TRAIN_DEFAULTS["ema"], Flag("decay per step of an exponential moving average of the weights, which each stage then "
+                                         "evaluates, saves and hands on (e.g. 0.999; 0: off)", TRAINING, metavar="D", minimum=0, maximum=0.9999)),
     "era_width": (1, Flag("ERA mixture width W (the paper: 1; AugMix: 3)", ERA_GROUP, metavar="W", minimum=1, maximum=8)),
     "era_depth": (3, Flag("ERA chain depth D (each chain applies 1..D ops)", ERA_GROUP, metavar="D", minimum=1, maximum=16)),
     "era_severity": (3, Flag(f"ERA op severity 1..{ERA_MAX_SEVERITY} (AugMix: 3)", ERA_GROUP, metavar="S", minimum=1,
@@ -131,6 +133,7 @@ class TrainingOptions:
     milestones: str
     warmup_epochs: float
     label_smoothing: float
+    ema: float
     era_width: int
     era_depth: int
     era_severity: int
@@ -179,7 +182,7 @@ class TrainingOptions:
         """One training stage's TrainConfig (the warmup capped at half the stage)."""
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
                            weight_decay=self.weight_decay, schedule=self.schedule, milestones=parse_milestones(self.milestones),
-                           warmup_epochs=min(self.warmup_epochs, epochs / 2), label_smoothing=self.label_smoothing, amp=self.amp,
+                           warmup_epochs=min(self.warmup_epochs, epochs / 2), label_smoothing=self.label_smoothing, ema=self.ema, amp=self.amp,
                            channels_last=self.channels_last, seed=self.seed, device=self.device)
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,6 +239,7 @@ class GrowOptions(TrainingOptions):
     milestones: str = shared("milestones")
     warmup_epochs: float = shared("warmup_epochs")
     label_smoothing: float = shared("label_smoothing")
+    ema: float = shared("ema")
     device: str = shared("device")
     amp: Union[bool, str] = shared("amp")
     channels_last: bool = shared("channels_last")
@@ -301,6 +305,7 @@ class TrainOptions(TrainingOptions):
     milestones: str = shared("milestones")
     warmup_epochs: float = shared("warmup_epochs")
     label_smoothing: float = shared("label_smoothing")
+    ema: float = shared("ema")
     amp: Union[bool, str] = shared("amp")
     channels_last: bool = shared("channels_last")
     seed: int = shared("seed")

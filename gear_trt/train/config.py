@@ -48,6 +48,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # the first stage after growth: epochs over which the added neurons' gradient ramps from 0 to 1 (0: off)
     new_neuron_warmup: float = 0.0
+    # decay per step of an exponential moving average of the weights, which is then what is evaluated and saved (0: off)
+    ema: float = 0.0
     # Mixed precision: True/"auto" = fp16 + GradScaler on CUDA, fp32 on the CPU; False/"off"; "fp16"
     # (autocast + GradScaler) or "bf16" (autocast, no scaler) on any device. See AMP_MODES.
     amp: Union[bool, str] = True
@@ -65,7 +67,7 @@ class TrainConfig:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {self.batch_size}", "pass --batch-size 1 or more")
         if not all(math.isfinite(v) for v in (self.lr, self.momentum, self.weight_decay, self.warmup_epochs, self.label_smoothing,
-                                              self.new_neuron_warmup)):
+                                              self.new_neuron_warmup, self.ema)):
             raise ConfigError("training options must be finite numbers (not nan or inf)", "pass e.g. --lr 0.1 --momentum 0.9 --weight-decay 5e-4")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be > 0, got {self.lr}", "pass e.g. --lr 0.1")
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ConfigError(f"label smoothing must be in [0, 1), got {self.label_smoothing}", "pass e.g. --label-smoothing 0.1")
         if self.new_neuron_warmup < 0:
             raise ConfigError(f"new-neuron warmup must be >= 0 epochs, got {self.new_neuron_warmup}", "pass e.g. --new-neuron-warmup 2")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"EMA decay must be in [0, 1), got {self.ema}", "pass e.g. --ema 0.999, or 0 for none")
         check_schedule(self.schedule, self.milestones, self.warmup_epochs, self.epochs)
         if not 0.0 <= self.cosine_span[0] < self.cosine_span[1] <= 1.0:
             raise ConfigError(f"cosine_span must be 0 <= a < b <= 1, got {list(self.cosine_span)}", "e.g. (0.0, 1.0): the whole cosine")
@@ -93,8 +97,9 @@ class TrainConfig:
             del d["cosine_span"]  # the default is left out: checkpoints and manifests from before it compare equal
         else:
             d["cosine_span"] = list(self.cosine_span)
-        if not self.new_neuron_warmup:
-            del d["new_neuron_warmup"]  # likewise
+        for key in ("new_neuron_warmup", "ema"):
+            if not d[key]:
+                del d[key]  # likewise
         return d
 
     @classmethod

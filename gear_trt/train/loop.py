@@ -29,6 +29,7 @@ from gear_trt.artifacts.checkpoint import load_checkpoint, plain, save_checkpoin
 from gear_trt.errors import ArtifactError, BackendUnavailable, ConfigError, DataError
 from gear_trt.spec import ModelSpec
 from gear_trt.train.config import AMP_MODES, CHANNELS_LAST_MODES, TrainConfig, amp_mode, channels_last_mode  # noqa: F401 - re-exported
+from gear_trt.train.ema import WeightAverage
 from gear_trt.train.new_neurons import NewNeuronWarmup
 from gear_trt.train.rng import rng_state, seed_everything, set_rng_state
 from gear_trt.train.schedule import make_scheduler
@@ -228,6 +229,7 @@ def train(
                                span=config.cosine_span)
     warm_new = (NewNeuronWarmup(model, new_neurons, config.new_neuron_warmup, steps)
                 if new_neurons and config.new_neuron_warmup else None)
+    average = WeightAverage(model, config.ema) if config.ema else None
     # fp16 needs loss scaling (its range ends at 65504); bf16 has fp32's range and needs none.
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
@@ -239,10 +241,12 @@ def train(
         if payload.get("epoch", 0) < config.epochs and payload.get("steps_per_epoch", steps) != steps:
             raise ArtifactError(f"{ckpt_path} was trained with {payload['steps_per_epoch']} batches per epoch, the data now gives {steps}",
                                 "resume with the same data and batch size, or start a new run directory (--out)")
-        model.load_state_dict(payload["model"])
+        # with an EMA, "model" holds the average (what is deployed) and "training_model" the weights SGD moves
+        model.load_state_dict(payload["training_model" if average is not None else "model"])
         history = list(payload.get("history", []))
         resumed_from = int(payload["epoch"])
         if resumed_from >= config.epochs:
+            model.load_state_dict(payload["model"])
             say(f"{stage}: {ckpt_path.name} is complete ({resumed_from}/{config.epochs} epochs); nothing to train")
             return TrainResult(model.eval(), dict(payload.get("metrics", {})), history, ckpt_path, resumed_from, 0)
         optimizer.load_state_dict(payload["optimizer"])
@@ -250,6 +254,8 @@ def train(
         if payload.get("scaler"):
             scaler.load_state_dict(payload["scaler"])
         set_rng_state(payload["rng"])
+        if average is not None:
+            average.model.load_state_dict(payload["model"])
         say(f"{stage}: resuming from {ckpt_path.name} at epoch {resumed_from + 1}/{config.epochs}")
     else:
         seed_everything(config.seed)
@@ -265,10 +271,12 @@ def train(
         for epoch in range(start, config.epochs):
             record = _run_epoch(model, loader, epoch, config, device=device, steps=steps, loss_fn=loss_fn,
                                 optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
-                                channels_last=channels_last, eval_fn=eval_fn, stage=stage, quiet=quiet, warm_new=warm_new)
+                                channels_last=channels_last, eval_fn=eval_fn, stage=stage, quiet=quiet, warm_new=warm_new,
+                                average=average)
             history.append(record)
             metrics = _totals(history)
-            payload = {**base, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            weights = {"model": average.model.state_dict(), "training_model": model.state_dict()} if average else {"model": model.state_dict()}
+            payload = {**base, **weights, "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                        "epoch": epoch + 1, "complete": epoch + 1 == config.epochs, "metrics": plain(metrics),
                        "history": plain(history)}
@@ -276,13 +284,16 @@ def train(
             say(_format_record(stage, record, config.epochs))
             if on_epoch_end is not None:
                 on_epoch_end(record)
+    if average is not None:
+        model.load_state_dict(average.model.state_dict())  # the stage's result is the average
     return TrainResult(model.eval(), metrics, history, ckpt_path, resumed_from, config.epochs - start)
 
 
 def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConfig, *, device: torch.device,
                steps: int, loss_fn: LossFn, optimizer: torch.optim.Optimizer, scheduler: Any,
                scaler: torch.amp.GradScaler, amp: str, channels_last: bool, eval_fn: Optional[EvalFn],
-               stage: str, quiet: bool, warm_new: Optional[NewNeuronWarmup] = None) -> dict[str, Any]:
+               stage: str, quiet: bool, warm_new: Optional[NewNeuronWarmup] = None,
+               average: Optional[WeightAverage] = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     if hasattr(loader, "set_epoch"):
@@ -309,6 +320,8 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
         scaler.step(optimizer)  # skipped (weights untouched) if the unscaled gradients hold inf/NaN
         scaler.update()  # ... and then the scale backs off by half
         scheduler.step()
+        if average is not None:
+            average.update(epoch * steps + i)
         n = int(y.shape[0])
         seen += n
         loss_sum += loss.detach().float() * n
@@ -340,9 +353,10 @@ def _run_epoch(model: nn.Module, loader: Iterable, epoch: int, config: TrainConf
         record["loss_scale"] = float(scaler.get_scale())  # halves at each skipped step, doubles after 2000 good ones
     if eval_fn is not None:
         t1 = time.perf_counter()
+        scored = average.model if average is not None else model  # what the stage will save and hand on
         model.eval()
         with torch.no_grad():
-            record.update({k: float(v) for k, v in eval_fn(model).items()})
+            record.update({k: float(v) for k, v in eval_fn(scored).items()})
         model.train()
         record["eval_seconds"] = time.perf_counter() - t1
     if not quiet:
