@@ -294,6 +294,19 @@ class RunDir:
     def release(self) -> None:
         _release(self.path)
 
+    @contextlib.contextmanager
+    def held(self, command: str) -> Iterator["RunDir"]:
+        """The lock for one command's writes into an existing run (export, build-engine, bench): refused while
+        another process writes the run (a half-trained run is not exported), released afterwards unless this
+        process held it already."""
+        mine = self.path not in _held
+        self.lock(command)
+        try:
+            yield self
+        finally:
+            if mine:
+                self.release()
+
     # --- JSON files -------------------------------------------------------------------------------
     def write_json(self, name: PathLike, obj: Any) -> Path:
         """Write `obj` to `name` (relative to the run, or one of the paths above)."""

@@ -372,6 +372,7 @@ def _ort_engine(world: dict[str, Path]) -> Path:
     from gear_trt.cli.main import main as cli
 
     assert cli(["build-engine", str(world["RUN"]), "--stages", "robust", "--precision", "fp32", "--parity-data", "none"]) == 0
+    assert not (world["RUN"] / ".lock").exists()  # held while building, released after
     return world["RUN"] / "engines" / "robust.fp32.ort.onnx"
 
 

@@ -372,6 +372,11 @@ class Row:
 ROWS = [
     Row("resume-a-run-another-process-writes", ("train", "--resume", "--quiet", "--out", "RUN"), 2, LOCKED, "run", "locked"),
     Row("new-run-into-a-run-another-process-writes", (*GROW, "--out", "RUN"), 2, LOCKED, "run", "locked"),
+    # export, build-engine and bench write into a run (or read its checkpoints): not while another process trains it
+    Row("export-a-run-another-process-writes", ("export", "RUN", "--precision", "fp32", "--parity-data", "none"), 2, LOCKED, "run", "locked"),
+    Row("build-engine-on-a-run-another-process-writes", ("build-engine", "RUN", "--precision", "fp32", "--parity-data", "none"), 2, LOCKED,
+        "run", "locked"),
+    Row("bench-a-run-another-process-writes", ("bench", "RUN", "--data", "none"), 2, LOCKED, "run", "locked"),
     Row("report-with-a-corrupt-summary", ("report", "RUN"), 2, "re-run the pipeline with --resume", "run", "corrupt-summary"),
     Row("train-resume-on-a-read-only-disk", ("train", "--resume", "--quiet", "--out", "RUN"), 2, "the file system is read-only", "run", "read-only"),
 ]

@@ -50,6 +50,13 @@ def expand_sources(sources: list[str]) -> list[tuple[str, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gear_trt.cli.common import holding_runs
+
+    with holding_runs(args.sources, "bench"):  # not while grow still writes the run, and grow not meanwhile
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     import sys
 
     from gear_trt.choices import PRECISIONS

@@ -38,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gear_trt.cli.common import holding_runs
+
+    with holding_runs([args.source], "build-engine"):  # not while grow still writes the run, and grow not meanwhile
+        return _build_engine(args)
+
+
+def _build_engine(args: argparse.Namespace) -> int:
     from gear_trt.export.deploy import (
         EngineOptions,
         build_checkpoint_engines,

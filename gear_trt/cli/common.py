@@ -1,5 +1,6 @@
-"""What the run commands (grow, train) share around their pipeline: reading a run's recorded options
-before --resume touches it, and a run directory that a user error does not leave behind.
+"""What the run commands share around their work: reading a run's recorded options before --resume
+touches it, a run directory that a user error does not leave behind (grow, train), and the lock of the
+runs that export, build-engine and bench read and write into.
 
 Stdlib only at import time (the commands' --help must not load torch).
 """
@@ -50,6 +51,15 @@ def run_directory(out: Optional[str], command: str, *, resume: bool) -> Iterator
                 run.path.mkdir(parents=True, exist_ok=True)
         raise
 
+@contextlib.contextmanager
+def holding_runs(sources: list[str], command: str) -> Iterator[None]:
+    """The lock of every run directory among `sources` for the command's duration: a run still being
+    written by `gear-trt grow` is refused (RunLocked names its pid), and grow cannot start on it meanwhile."""
+    with contextlib.ExitStack() as stack:
+        for source in sources:
+            if RunDir.is_run_dir(source):
+                stack.enter_context(RunDir(source).held(command))
+        yield
 
 
 def at_least(low: int) -> Callable[[str], int]:

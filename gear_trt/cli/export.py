@@ -69,6 +69,13 @@ def export_settings(args: argparse.Namespace, checkpoints: list[Any]) -> tuple[A
 
 
 def run(args: argparse.Namespace) -> int:
+    from gear_trt.cli.common import holding_runs
+
+    with holding_runs([args.source], "export"):  # not while grow still writes the run, and grow not meanwhile
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
     from gear_trt.export.deploy import export_precisions
     from gear_trt.export.layout import parse_list, source_checkpoints
 
