@@ -35,6 +35,7 @@ import pytest
 import torch
 
 from gear_trt.cli.main import main
+from gear_trt.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "--train-per-class 6 --test-per-class 2 --batch-size 4 --epochs-scale 0.01 --robust-eval none --quiet"
@@ -126,7 +127,7 @@ CASES: list[Case] = [
          "the --like run was trained on 2 classes of 32px images, this data has 10 classes"),
     Case("9-resume-with-another-seed", "grow --data {D} --seed 1 --resume --out {RUN}", 2,
          "--seed 1 differs from the run being resumed (0)", unchanged=("{RUN}",), absent=()),
-    Case("11-grow-image-size-32-on-64px", "grow --image-size 32 --data {D64} --growth-ratio 0.2 " + TINY + " --out {out}", 0,
+    Case("11-grow-image-size-32-on-64px", "grow --pipeline gearnn2 --image-size 32 --data {D64} --growth-ratio 0.2 " + TINY + " --out {out}", 0,
          absent=(), check=_grew_at_32px),
     Case("12-fewer-images-than-one-batch", "grow --data {D} --train-per-class 6 --out {out}", 2,
          "the training split has 12 images (with --train-per-class 6), fewer than one batch of 128 -- fix: pass --batch-size 12 or less"),
@@ -278,9 +279,10 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (world["DBROKEN"] / "train" / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
 
     run = root / "RUN"
-    argv = f"grow --data {world['D']} --arch mobilenet_v1 --growth-ratio 0.2 {TINY} --out {run}".split()
+    argv = f"grow --data {world['D']} --pipeline gearnn2 --arch mobilenet_v1 --growth-ratio 0.2 {TINY} --out {run}".split()
     torch.set_num_threads(1)
     assert main(argv) == 0
+    RunDir(run).release()  # as when grow's process exits: a finished run holds no .lock
     world["RUN"] = run
     return world
 

@@ -31,7 +31,7 @@ from gear_trt.rundir import ABANDONED, RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--arch", "vgg19", "--width-mult", "0.05", "--max-per-class", "4", "--batch-size", "8", "--quiet", "--epochs", "3"]
-GROW = ["grow", "--growth-ratio", "0.3", "--train-per-class", "12", "--test-per-class", "4", "--batch-size", "30",
+GROW = ["grow", "--pipeline", "gearnn2", "--growth-ratio", "0.3", "--train-per-class", "12", "--test-per-class", "4", "--batch-size", "30",
         "--epochs-scale", "0.25", "--robust-eval", "none"]
 LOCKED = "is being written by another gear-trt process (pid"
 

@@ -13,7 +13,7 @@ from gear_trt.pipeline import stages
 from gear_trt.pipeline.rundir import RunDir
 from gear_trt.pipeline.stages import GrowOptions, run_pipeline
 
-TINY = dict(train_per_class=12, test_per_class=4, batch_size=30, epochs_scale=0.25, robust_eval="none", preset="quick")
+TINY = dict(train_per_class=12, test_per_class=4, batch_size=30, epochs_scale=0.25, robust_eval="none", preset="quick", pipeline="gearnn2")
 
 
 def _run(tmp_path, name="run", **kw):
