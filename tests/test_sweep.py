@@ -20,7 +20,7 @@ from gear_trt.sweep import Plan, plan_sweep, run_sweep
 from gear_trt.sweep.report import ATTEMPT
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"train_per_class": 12, "test_per_class": 4, "batch_size": 30, "epochs_scale": 0.25, "robust_eval": "none", "pipeline": "gearnn2"}
+TINY = {"train_per_class": 12, "test_per_class": 4, "batch_size": 30, "epochs_scale": 0.25, "robust_eval": "none"}
 
 
 def _write(tmp_path: Path, spec: dict, name: str = "spec.json") -> Path:
