@@ -51,6 +51,7 @@ def run_directory(out: Optional[str], command: str, *, resume: bool) -> Iterator
                 run.path.mkdir(parents=True, exist_ok=True)
         raise
 
+
 @contextlib.contextmanager
 def holding_runs(sources: list[str], command: str) -> Iterator[None]:
     """The lock of every run directory among `sources` for the command's duration: a run still being

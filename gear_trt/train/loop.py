@@ -241,12 +241,12 @@ def train(
         if payload.get("epoch", 0) < config.epochs and payload.get("steps_per_epoch", steps) != steps:
             raise ArtifactError(f"{ckpt_path} was trained with {payload['steps_per_epoch']} batches per epoch, the data now gives {steps}",
                                 "resume with the same data and batch size, or start a new run directory (--out)")
-        # with an EMA, "model" holds the average (what is deployed) and "training_model" the weights SGD moves
-        model.load_state_dict(payload["training_model" if average is not None else "model"])
         history = list(payload.get("history", []))
         resumed_from = int(payload["epoch"])
-        if resumed_from >= config.epochs:
-            model.load_state_dict(payload["model"])
+        complete = resumed_from >= config.epochs
+        # with an EMA, "model" holds the average (what is deployed) and "training_model" the weights SGD moves on from
+        model.load_state_dict(payload["training_model" if average is not None and not complete else "model"])
+        if complete:
             say(f"{stage}: {ckpt_path.name} is complete ({resumed_from}/{config.epochs} epochs); nothing to train")
             return TrainResult(model.eval(), dict(payload.get("metrics", {})), history, ckpt_path, resumed_from, 0)
         optimizer.load_state_dict(payload["optimizer"])
