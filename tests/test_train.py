@@ -176,7 +176,6 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
     assert [strip(r) for r in a["history"]] == [strip(r) for r in b["history"]]
 
 
-
 # --- weight averaging (--ema) ----------------------------------------------------------------------
 
 def test_ema_is_the_moving_average_of_the_weights_sgd_visited(tmp_path):
