@@ -203,7 +203,7 @@ def test_compared_runs_join_table_and_plots(tmp_path: Path) -> None:
     assert num(row["time (s)"]) == pytest.approx(320.5) and num(row["epochs"]) == 12 and row["energy (J)"] == "n/a"
     assert num(row["clean acc (%)"]) == 61.0 and num(row["robust acc (%)"]) == 55.0
     loaded = load_run(run)
-    loaded.compared = [compared_entry(other)]
+    loaded.compared = [compared_entry(load_run(other))]
     point = {p.name: p for p in stage_points(loaded)}["small-aug-s0"]
     assert point.baseline and point.time_s == pytest.approx(320.5) and point.energy_j is None
     with pytest.raises(ArtifactError, match="does not exist"):

@@ -95,7 +95,8 @@ SHARED: dict[str, tuple[Any, Flag]] = {
     "label_smoothing": (_TRAIN_DEFAULTS["label_smoothing"], Flag("label smoothing of the cross-entropy", TRAINING, metavar="S", minimum=0,
                                                                  maximum=0.999)),
     "ema": (_TRAIN_DEFAULTS["ema"], Flag("decay per step of an exponential moving average of the weights, which each stage then "
-                                         "evaluates, saves and hands on (e.g. 0.999; 0: off)", TRAINING, metavar="D", minimum=0, maximum=0.9999)),
+                                         "evaluates, saves and hands on (e.g. 0.999; 0: off)", TRAINING, metavar="D", minimum=0, maximum=0.9999,
+                                         example="0.999")),
     "era_width": (1, Flag("ERA mixture width W (the paper: 1; AugMix: 3)", ERA_GROUP, metavar="W", minimum=1, maximum=8)),
     "era_depth": (3, Flag("ERA chain depth D (each chain applies 1..D ops)", ERA_GROUP, metavar="D", minimum=1, maximum=16)),
     "era_severity": (3, Flag(f"ERA op severity 1..{ERA_MAX_SEVERITY} (AugMix: 3)", ERA_GROUP, metavar="S", minimum=1,

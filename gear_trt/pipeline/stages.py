@@ -182,8 +182,7 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
     cfg = opts.train_config(epochs)
     cfg.lr *= lr_scale
     cfg.cosine_span = span
-    warm_new = grown_from is not None and bool(opts.new_neuron_warmup)
-    if warm_new:
+    if grown_from is not None:
         cfg.new_neuron_warmup = opts.new_neuron_warmup
     params = {"spec": spec.to_dict(), "train": cfg.to_dict(), "augmented": augmented, "era": dataclasses.asdict(ctx.era.config) if augmented else None}
     ckpt = ctx.run.checkpoint(name)
@@ -196,7 +195,7 @@ def _train_stage(ctx: Context, name: str, model: torch.nn.Module, spec: ModelSpe
     with ctx.run.manifest.run_stage(name, params) as out:
         t0 = time.perf_counter()
         energy = _start(ctx)
-        new_neurons = added_entries(model, grown_from) if warm_new and grown_from is not None else None  # only when it trains
+        new_neurons = added_entries(model, grown_from) if grown_from is not None and cfg.new_neuron_warmup else None  # only when it trains
         result = train(model, ctx.loader(augmented), cfg, ckpt_path=ckpt, spec=spec, classes=ctx.classes, stage=name,
                        eval_fn=ctx.evaluate_epoch, loss_fn=loss_fn, log=log, quiet=ctx.quiet, new_neurons=new_neurons)
         seconds, energy_j = time.perf_counter() - t0, _stop(energy)

@@ -160,10 +160,9 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(Path(run_dir), summary, manifest, growth if isinstance(growth, dict) else None, evals, bench_rows, notes)
 
 
-def compared_entry(run_dir: str | Path | RunData) -> StageEntry:
-    """Another run as one row and one point: its final model at the cost of its whole run (every
+def compared_entry(other: RunData) -> StageEntry:
+    """Another run (`load_run`) as one row and one point: its final model at the cost of its whole run (every
     stage was needed to make it). Named after the run directory; kind = "run: <pipeline>"."""
-    other = run_dir if isinstance(run_dir, RunData) else load_run(run_dir)
     if not other.stages:
         raise ArtifactError(f"{other.run_dir} lists no finished stages", "compare with a run that finished at least one stage")
     times = [st.seconds for st in other.stages]

@@ -27,8 +27,9 @@ class WeightAverage:
             p.requires_grad_(False)
         # state_dict() tensors share storage with the modules', so these lists stay live (load_state_dict copies in place)
         pairs = list(zip(self.model.state_dict().values(), model.state_dict().values()))
-        self._floats = [(a, b) for a, b in pairs if a.is_floating_point()]
-        self._others = [(a, b) for a, b in pairs if not a.is_floating_point()]
+        self._averaged = [a for a, _ in pairs if a.is_floating_point()]
+        self._current = [b for a, b in pairs if a.is_floating_point()]
+        self._copied = [(a, b) for a, b in pairs if not a.is_floating_point()]
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1 + step) / (10 + step))
@@ -36,8 +37,7 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Move the average toward the training model's current weights (call after each optimizer step)."""
-        if self._floats:
-            averaged, current = zip(*self._floats)
-            torch._foreach_lerp_(list(averaged), list(current), 1.0 - self.decay_at(step))
-        for a, b in self._others:
+        if self._averaged:
+            torch._foreach_lerp_(self._averaged, self._current, 1.0 - self.decay_at(step))
+        for a, b in self._copied:
             a.copy_(b)

@@ -275,7 +275,7 @@ def train(
                                 average=average)
             history.append(record)
             metrics = _totals(history)
-            weights = {"model": average.model.state_dict(), "training_model": model.state_dict()} if average else {"model": model.state_dict()}
+            weights = {"model": average.model.state_dict(), "training_model": model.state_dict()} if average is not None else {"model": model.state_dict()}
             payload = {**base, **weights, "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
                        "epoch": epoch + 1, "complete": epoch + 1 == config.epochs, "metrics": plain(metrics),
